@@ -1,0 +1,153 @@
+"""Build and update the index incrementally: only new or changed chunks are embedded."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.chunker import Chunker
+from index.embedder import Embedder
+from index.errors import IndexMismatchError, NotFoundError
+from index.store import FORMAT, ArticleRecord, IndexData, IndexStore, faiss_description
+from index.types import Article, Chunk
+
+
+@dataclass
+class UpdateReport:
+    """What an update did, and how long it took."""
+
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the update wrote a new version."""
+        return bool(self.added or self.replaced or self.deleted)
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (f"{len(self.added)} added, {len(self.replaced)} replaced, {len(self.unchanged)} unchanged, "
+                f"{len(self.deleted)} deleted; {self.chunks_embedded} chunks embedded, {self.chunks_total} in the index")
+
+
+def expected_manifest(embedder: Embedder, chunker: Chunker) -> dict:
+    """The manifest fields an index must have to be used with this embedder and chunker."""
+    return {"format": FORMAT, "model": embedder.name, "dimension": embedder.dim, "normalized": True,
+            "chunker": chunker.settings()}
+
+
+def load_or_empty(store: IndexStore, embedder: Embedder, chunker: Chunker, rebuild: bool = False) -> IndexData:
+    """The live version if it matches the settings, an empty one if there is none (or ``rebuild``)."""
+    expect = expected_manifest(embedder, chunker)
+    if store.exists() and not rebuild:
+        return store.load(expect=expect)
+    return IndexData({**expect, "counts": {"articles": 0, "chunks": 0}}, [], [],
+                     np.zeros((0, embedder.dim), dtype=np.float32))
+
+
+def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articles: Iterable[Article] = (),
+                 delete: Iterable[str] = (), prune_under: Iterable[str] | None = None, rebuild: bool = False,
+                 extra_writers: Iterable = ()) -> tuple[IndexData, UpdateReport]:
+    """Add or replace ``articles`` and delete the ``delete`` ids.
+
+    With ``prune_under`` (folder or file paths), also delete every indexed article that was loaded
+    from under one of them but is not among ``articles`` (its file was removed).
+
+    Unchanged articles (same content hash) are skipped; chunks whose id already exists keep their
+    vector. ``extra_writers`` are callables ``(IndexData) -> dict[filename, bytes]`` for companion
+    indexes (such as BM25) stored in the same version. Returns the live data and a report.
+    """
+    articles, delete = list(articles), set(delete)
+    report, started = UpdateReport(), time.perf_counter()
+    with store.lock():
+        old = load_or_empty(store, embedder, chunker, rebuild)
+        report.seconds["load"] = round(time.perf_counter() - started, 3)
+        missing = delete - set(old.article_by_id)
+        if missing:
+            raise NotFoundError(f"cannot delete unknown article(s) {', '.join(sorted(missing))}; "
+                                "`rag articles` lists the indexed ones")
+        given = {a.id for a in articles}
+        if prune_under is not None:
+            delete |= {r.id for r in old.articles if r.id not in given and _under(r.path, prune_under)}
+        if given & delete:
+            raise IndexMismatchError(f"article(s) {', '.join(sorted(given & delete))} both given and deleted")
+        new = _apply(old, articles, delete, embedder, chunker, report)
+        report.seconds["embed"] = round(time.perf_counter() - started - report.seconds["load"], 3)
+        if report.changed or rebuild:
+            extras = {}
+            for writer in extra_writers:
+                extras.update(writer(new))
+            report.path = str(store.write(new, extras))
+        else:
+            new = old
+    report.chunks_total = len(new.chunks)
+    report.seconds["total"] = round(time.perf_counter() - started, 3)
+    return new, report
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    """True when ``path`` (possibly ``file:line``) is one of ``roots`` or inside one of them."""
+    if not path:
+        return False
+    target = Path(re.sub(r":\d+$", "", path)).resolve()  # JSON Lines records are "file:line"
+    return any(target == Path(r).resolve() or Path(r).resolve() in target.parents for r in roots)
+
+
+def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: Embedder,
+           chunker: Chunker, report: UpdateReport) -> IndexData:
+    incoming = {a.id: a for a in articles}
+    old_chunks: dict[str, list[Chunk]] = {}
+    for chunk in old.chunks:
+        old_chunks.setdefault(chunk.article_id, []).append(chunk)
+    plan: list[tuple[ArticleRecord | Article, list[Chunk]]] = []
+    for record in old.articles:  # existing order; a changed article stays in its place
+        new = incoming.get(record.id)
+        if record.id in delete:
+            report.deleted.append(record.id)
+        elif new is not None and new.content_hash != record.content_hash:
+            report.replaced.append(record.id)
+            plan.append((new, chunker.chunk(new)))
+        else:
+            if new is not None:
+                report.unchanged.append(record.id)
+            plan.append((record, old_chunks.get(record.id, [])))
+    for article in articles:
+        if article.id not in old.article_by_id:
+            report.added.append(article.id)
+            plan.append((article, chunker.chunk(article)))
+    records = [item if isinstance(item, ArticleRecord) else ArticleRecord.of(item, len(cs)) for item, cs in plan]
+    chunks = [chunk for _, cs in plan for chunk in cs]
+    vectors = _vectors_for(chunks, old, embedder, report)
+    manifest = {**old.manifest, "counts": {"articles": len(records), "chunks": len(chunks)},
+                "faiss": faiss_description(len(chunks)),
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return IndexData(manifest, records, chunks, vectors)
+
+
+def _vectors_for(chunks: list[Chunk], old: IndexData, embedder: Embedder, report: UpdateReport) -> np.ndarray:
+    """Vectors for ``chunks``: reused by chunk id where the old index has them, embedded otherwise."""
+    position = {(c.id, c.title): i for i, c in enumerate(old.chunks)}
+    todo = [i for i, c in enumerate(chunks) if (c.id, c.title) not in position]
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    reused = [i for i, c in enumerate(chunks) if (c.id, c.title) in position]
+    if reused:
+        vectors[reused] = old.vectors[[position[(chunks[i].id, chunks[i].title)] for i in reused]]
+    if todo:
+        vectors[todo] = embedder.embed([passage_text(chunks[i]) for i in todo], kind="passage")
+    report.chunks_embedded = len(todo)
+    return vectors
+
+
+def passage_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its title gives the passage context the chunk alone may lack."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text

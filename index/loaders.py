@@ -1,0 +1,162 @@
+"""Load articles from Markdown (front matter), plain text, HTML, JSON Lines and SQuAD JSON."""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from index.errors import InputError
+from index.lang import detect_language
+from index.types import Article
+
+SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".jsonl", ".json")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
+_FIELDS = ("id", "title", "date", "url", "source", "language")
+
+
+def slugify(text: str, max_len: int = 80) -> str:
+    """An id-safe slug: ASCII letters, digits and dashes."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "article"
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files to load: each path itself, or the supported files below a folder, sorted."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        elif path.is_file():
+            yield path
+        else:
+            raise InputError(f"{path}: no such file or folder; give paths to articles or folders of them")
+
+
+def load_articles(paths: Iterable[str | Path]) -> list[Article]:
+    """Every article found under ``paths``; ids must be unique across them."""
+    articles: dict[str, Article] = {}
+    for path in iter_files(paths):
+        for article in load_file(path.resolve()):
+            if article.id in articles:
+                raise InputError(
+                    f"{path}: article id {article.id!r} is also used by {articles[article.id].path}; "
+                    "give each article a unique id (front matter `id:` or the record's `id`)"
+                )
+            articles[article.id] = article
+    return list(articles.values())
+
+
+def load_file(path: Path) -> list[Article]:
+    """The articles in one file, chosen by its suffix."""
+    loaders = {".md": _load_markdown, ".markdown": _load_markdown, ".txt": _load_text,
+               ".html": _load_html, ".htm": _load_html, ".jsonl": _load_jsonl, ".json": _load_squad}
+    loader = loaders.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(f"{path}: unsupported file type; supported: {', '.join(SUFFIXES)}")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); convert it to UTF-8 first") from exc
+    return loader(path, raw)
+
+
+def make_article(fields: dict, text: str, path: Path | str = "", default_id: str = "") -> Article:
+    """An Article from loose fields, filling id, title and language when missing; checks the text."""
+    text = text.strip("\n")
+    if not text.strip():
+        raise InputError(f"{path or fields.get('id') or 'article'}: the article has no text")
+    title = str(fields.get("title") or "").strip() or _first_line(text)
+    article_id = str(fields.get("id") or "").strip() or default_id or slugify(title)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}", article_id):
+        raise InputError(f"{path}: invalid article id {article_id!r}; use letters, digits, '.', '_', ':' or '-'")
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        date=_date(fields.get("date"), path),
+        url=str(fields.get("url") or ""),
+        source=str(fields.get("source") or ""),
+        language=str(fields.get("language") or "").lower() or detect_language(text),
+        path=str(path),
+    )
+
+
+def _date(value, path) -> str:
+    if value in (None, ""):
+        return ""
+    text = str(value).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][0-9:.+\-Z]*)?", text):
+        raise InputError(f"{path}: date {text!r} is not ISO 8601; write it as YYYY-MM-DD")
+    return text[:10]
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0].lstrip("# ").strip()
+    return line if len(line) <= 120 else line[:117].rsplit(" ", 1)[0] + "…"
+
+
+def _load_markdown(path: Path, raw: str) -> list[Article]:
+    import yaml
+
+    fields, body = {}, raw
+    match = _FRONT_MATTER.match(raw)
+    if match:
+        try:
+            fields = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: front matter is not valid YAML ({exc})") from exc
+        if not isinstance(fields, dict):
+            raise InputError(f"{path}: front matter must be `key: value` lines")
+        body = raw[match.end():]
+    return [make_article(fields, body, path, default_id=slugify(path.stem))]
+
+
+def _load_text(path: Path, raw: str) -> list[Article]:
+    return [make_article({}, raw, path, default_id=slugify(path.stem))]
+
+
+def _load_html(path: Path, raw: str) -> list[Article]:
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False, favor_precision=True)
+    text = getattr(doc, "text", None) if doc is not None else None
+    if not text:
+        raise InputError(f"{path}: no article text found in the HTML page")
+    fields = {"title": doc.title, "date": doc.date, "url": doc.url, "source": doc.sitename,
+              "language": (doc.language or "")[:2]}
+    return [make_article(fields, text, path, default_id=slugify(path.stem))]
+
+
+def _load_jsonl(path: Path, raw: str) -> list[Article]:
+    articles = []
+    for lineno, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(f"{path}:{lineno}: each line must be an object with a string `text`")
+        fields = {k: record.get(k) for k in _FIELDS}
+        articles.append(make_article(fields, record["text"], f"{path}:{lineno}"))
+    return articles
+
+
+def _load_squad(path: Path, raw: str) -> list[Article]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise InputError(f"{path}: expected SQuAD format: an object with a `data` list of titled articles")
+    return [make_article({"title": entry.get("title", "")}, squad_text(entry), path)
+            for entry in data["data"]]
+
+
+def squad_text(entry: dict) -> str:
+    """A SQuAD article's text: its paragraphs' contexts separated by blank lines."""
+    return "\n\n".join(p["context"].strip() for p in entry.get("paragraphs", []))

@@ -1,0 +1,55 @@
+"""Plain data types shared by indexing and answering."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article as loaded from disk or the API."""
+
+    id: str
+    title: str
+    text: str
+    date: str = ""  # ISO 8601 date, "" when unknown
+    url: str = ""
+    source: str = ""
+    language: str = ""  # ISO 639-1 code such as "fr", "" when unknown
+    path: str = ""  # where it was loaded from, "" for API input
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of everything that changes the chunks; re-indexing skips an article whose hash is unchanged."""
+        h = hashlib.sha256()
+        for part in (self.id, self.title, self.date, self.url, self.source, self.language, self.text):
+            h.update(part.encode("utf-8"))
+            h.update(b"\x00")
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of an article, with its character span in ``Article.text``."""
+
+    id: str
+    article_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    heading: str = ""
+    date: str = ""
+    url: str = ""
+    language: str = ""
+    n_tokens: int = 0
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def chunk_id(article_id: str, text: str, occurrence: int = 0) -> str:
+    """Stable id from the article id and content, so labels and citations survive re-indexing.
+
+    ``occurrence`` tells apart identical passages repeated inside one article.
+    """
+    digest = hashlib.sha1(f"{article_id}\x00{occurrence}\x00{text}".encode("utf-8")).hexdigest()[:16]
+    return f"{article_id}#{digest}"

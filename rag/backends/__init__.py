@@ -1,0 +1,69 @@
+"""Answer backends: one protocol, a registry of named factories."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from index.errors import UnknownNameError
+from rag.types import Hit
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a backend answers from: the question, its language and the numbered passages (1-based)."""
+
+    question: str
+    hits: tuple[Hit, ...]
+    language: str = ""
+    history: tuple[dict, ...] = ()
+    max_sentences: int = 3
+
+
+@dataclass
+class Generation:
+    """A backend's answer: text with [n] marks, the sentence spans it used per passage, and notes."""
+
+    text: str
+    abstained: bool = False
+    highlights: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    model: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """Turns a question and numbered passages into an answer that cites them."""
+
+    name: str
+
+    def generate(self, request: Request) -> Generation: ...
+
+
+BackendFactory = Callable[..., Backend]
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a factory ``(settings, embedder) -> Backend`` under ``name``."""
+    def decorate(factory: BackendFactory) -> BackendFactory:
+        BACKENDS[name] = factory
+        return factory
+    return decorate
+
+
+def get_backend(name: str, settings, embedder) -> Backend:
+    """A new backend by name; the error lists the known names."""
+    _load_builtin()
+    if name not in BACKENDS:
+        raise UnknownNameError("backend", name, list(BACKENDS))
+    return BACKENDS[name](settings, embedder)
+
+
+def backend_names() -> list[str]:
+    """The registered backend names."""
+    _load_builtin()
+    return sorted(BACKENDS)
+
+
+def _load_builtin() -> None:
+    from rag.backends import extractive  # noqa: F401  (registers itself)

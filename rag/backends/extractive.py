@@ -1,0 +1,112 @@
+"""The default backend: picks the passage sentences that answer best, each cited [n].
+
+Needs no model beyond the embedder. Each sentence of the retrieved passages is scored by
+the cosine between its embedding and the question's, plus a bonus for the question's content
+words it contains (stemmed, accents folded). The best sentence leads; others follow when they
+score close to it and say something new. Where the question's language differs from the
+passages', sentences in the question's language are preferred when they score about as well.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.lang import detect_language
+from rag.backends import Generation, Request, register
+from rag.text import content_terms, sentence_spans
+
+LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
+FOLLOW_MARGIN = 0.03  # a further sentence must score within this of the best one
+REDUNDANT = 0.93  # cosine above which two sentences say the same thing
+LANGUAGE_MARGIN = 0.05
+CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of passage ``n``: its span in the passage text, language and score."""
+
+    n: int
+    start: int
+    end: int
+    text: str
+    language: str
+    score: float
+    vector: np.ndarray
+
+
+class ExtractiveBackend:
+    """Answers with sentences taken verbatim from the passages."""
+
+    name = "extractive"
+
+    def __init__(self, embedder, max_sentences: int = 3):
+        self.embedder, self.max_sentences = embedder, max_sentences
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def generate(self, request: Request) -> Generation:
+        """The best sentences, in the order of their scores, each followed by its [n]."""
+        candidates = self.candidates(request)
+        if not candidates:
+            return Generation("", abstained=True, model=self.embedder.name, notes=["no sentence in the passages"])
+        chosen = self.select(candidates, request.language, request.max_sentences or self.max_sentences)
+        highlights: dict[int, list[tuple[int, int]]] = {}
+        for c in chosen:
+            highlights.setdefault(c.n, []).append((c.start, c.end))
+        text = " ".join(f"{c.text} [{c.n}]" for c in chosen)
+        return Generation(text, highlights=highlights, model=self.embedder.name)
+
+    def candidates(self, request: Request) -> list[Candidate]:
+        """Every sentence of the passages with its score, best first."""
+        items = []
+        for n, hit in enumerate(request.hits, 1):
+            text = hit.chunk.text
+            for a, b in sentence_spans(text):
+                items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr")))
+        if not items:
+            return []
+        question = self.embedder.embed([request.question], kind="query")[0]
+        vectors = self._embed_sentences([i[3] for i in items])
+        q_terms = content_terms(request.question, request.language or "fr")
+        out = []
+        for (n, a, b, sentence, lang), vector in zip(items, vectors):
+            overlap = len(q_terms & content_terms(sentence, lang)) / len(q_terms) if q_terms else 0.0
+            score = float(vector @ question) + LEXICAL_WEIGHT * overlap
+            out.append(Candidate(n, a, b, sentence, lang, score, vector))
+        return sorted(out, key=lambda c: -c.score)
+
+    def select(self, candidates: list[Candidate], language: str, limit: int) -> list[Candidate]:
+        """The leading sentence and close runners-up that are not redundant with it."""
+        best = candidates[0].score
+        if language and candidates[0].language != language:
+            same = [c for c in candidates if c.language == language and c.score >= best - LANGUAGE_MARGIN]
+            candidates = same or candidates
+            best = candidates[0].score
+        chosen: list[Candidate] = []
+        for c in candidates:
+            if len(chosen) == limit or c.score < best - FOLLOW_MARGIN:
+                break
+            if all(float(c.vector @ k.vector) < REDUNDANT for k in chosen):
+                chosen.append(c)
+        return chosen
+
+    def _embed_sentences(self, sentences: list[str]) -> list[np.ndarray]:
+        """Sentence vectors, from a bounded cache where possible (passages repeat across questions)."""
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        if missing:
+            for s, v in zip(missing, self.embedder.embed(missing, kind="passage")):
+                self._cache[s] = v
+        out = []
+        for s in sentences:
+            self._cache.move_to_end(s)
+            out.append(self._cache[s])
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return out
+
+
+@register("extractive")
+def _factory(settings, embedder) -> ExtractiveBackend:
+    return ExtractiveBackend(embedder, settings.answer_sentences)

@@ -1,0 +1,66 @@
+"""What retrieval and answering return: hits, citations and answers."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from index.types import Chunk
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its score (and, in hybrid mode, each component's score)."""
+
+    chunk: Chunk
+    score: float
+    scores: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Passage number ``n`` of an answer: the chunk it shows, its span and its score."""
+
+    n: int
+    chunk_id: str
+    article_id: str
+    title: str
+    date: str
+    url: str
+    text: str
+    start: int
+    end: int
+    score: float
+    highlights: tuple = ()  # (start, end) offsets inside ``text`` of the sentences the answer used
+
+    @classmethod
+    def of(cls, n: int, hit: Hit, highlights: tuple = ()) -> "Citation":
+        """The citation numbered ``n`` for a hit."""
+        c = hit.chunk
+        return cls(n, c.id, c.article_id, c.title, c.date, c.url, c.text, c.start, c.end,
+                   round(hit.score, 4), tuple(highlights))
+
+
+@dataclass
+class Answer:
+    """An answer, its numbered sources and how long each step took.
+
+    ``citations`` holds the passages given to the backend, numbered from 1; the ``[n]`` marks
+    in ``answer`` refer to them. ``abstained`` is true when the articles do not say.
+    """
+
+    question: str
+    answer: str
+    citations: list[Citation]
+    abstained: bool
+    backend: str
+    model: str
+    language: str = ""
+    timings_ms: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON shape of ``rag ask --json`` and ``POST /ask``."""
+        data = dataclasses.asdict(self)
+        for citation in data["citations"]:
+            citation["highlights"] = [list(h) for h in citation["highlights"]]
+        return data
