@@ -1,0 +1,74 @@
+"""Loading articles from every supported format, and refusing bad input clearly."""
+import json
+
+import pytest
+
+from index.errors import InputError
+from index.loaders import load_articles
+
+
+def test_bundled_markdown_article():
+    [article] = load_articles(["corpus"])
+    assert article.id == "openai-microsoft-partenariat"
+    assert article.date == "2025-06-24" and article.language == "fr"
+    assert "13 milliards de dollars" in article.text
+    assert "Cours de bourse" not in article.text, "web-page debris is dropped"
+
+
+def test_plain_text(tmp_path):
+    (tmp_path / "Une Brève.txt").write_text("Le titre\nLe texte de l'article est là.\n", encoding="utf-8")
+    [article] = load_articles([tmp_path])
+    assert article.id == "une-breve" and article.title == "Le titre" and article.language == "fr"
+
+
+def test_html_main_text(tmp_path):
+    page = """<html><head><title>Big news</title><meta name="date" content="2024-03-05"></head><body>
+    <nav>Home | Sports | Weather</nav><article><h1>Big news</h1>
+    <p>The council approved the new budget on Tuesday after a long debate about the costs of the tramway.</p>
+    <p>The mayor said the work would start in the spring and last for two years, with three new stations.</p>
+    </article><footer>Copyright 2024</footer></body></html>"""
+    (tmp_path / "news.html").write_text(page, encoding="utf-8")
+    [article] = load_articles([tmp_path / "news.html"])
+    assert "council approved the new budget" in article.text
+    assert "Home | Sports" not in article.text and "Copyright" not in article.text
+    assert article.title == "Big news" and article.language == "en"
+
+
+def test_jsonl_records(tmp_path):
+    rows = [{"id": "a1", "title": "Un", "date": "2024-01-02", "url": "https://x.test/1", "text": "Premier texte."},
+            {"id": "a2", "title": "Deux", "text": "Second text here."}]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    articles = load_articles([tmp_path / "a.jsonl"])
+    assert [a.id for a in articles] == ["a1", "a2"]
+    assert articles[0].url == "https://x.test/1" and articles[0].date == "2024-01-02"
+
+
+def test_squad_titles_become_articles(tmp_path):
+    squad = {"data": [{"title": "Paris", "paragraphs": [{"context": "Paris est la capitale.", "qas": []},
+                                                         {"context": "Elle compte deux millions d'habitants.", "qas": []}]}]}
+    (tmp_path / "s.json").write_text(json.dumps(squad), encoding="utf-8")
+    [article] = load_articles([tmp_path / "s.json"])
+    assert article.title == "Paris" and article.text == "Paris est la capitale.\n\nElle compte deux millions d'habitants."
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.jsonl", '{"id": "x", "text": "ok"}\nnot json\n', r"bad.jsonl:2: not valid JSON"),
+    ("notext.jsonl", '{"id": "x"}\n', "string `text`"),
+    ("bad.json", '{"foo": 1}', "SQuAD format"),
+    ("date.md", "---\ndate: 24/06/2025\n---\nTexte.", "YYYY-MM-DD"),
+    ("empty.md", "---\ntitle: Rien\n---\n\n", "no text"),
+    ("badid.md", "---\nid: 'a b/c'\n---\nTexte.", "invalid article id"),
+])
+def test_bad_input_says_what_to_fix(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_articles([tmp_path / name])
+
+
+def test_duplicate_ids_and_missing_paths(tmp_path):
+    (tmp_path / "a.md").write_text("---\nid: same\n---\nUn.", encoding="utf-8")
+    (tmp_path / "b.md").write_text("---\nid: same\n---\nDeux.", encoding="utf-8")
+    with pytest.raises(InputError, match="unique id"):
+        load_articles([tmp_path])
+    with pytest.raises(InputError, match="no such file"):
+        load_articles([tmp_path / "missing"])

@@ -1,0 +1,142 @@
+"""The index on disk: incremental updates, manifest checks, atomic versions, search oracle."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from index.build import update_index
+from index.chunker import Chunker
+from index.embedder import FakeEmbedder
+from index.errors import IndexMismatchError, IndexMissingError, NotFoundError
+from index.store import IndexStore, build_faiss
+from index.types import Article
+
+
+class CountingEmbedder(FakeEmbedder):
+    """A fake embedder that counts how many texts it embedded."""
+
+    def __init__(self, dim=32):
+        super().__init__(dim)
+        self.calls = 0
+
+    def embed(self, texts, kind="passage"):
+        self.calls += len(texts)
+        return super().embed(texts, kind)
+
+
+def article(i, extra=""):
+    body = " ".join(f"Article {i}, phrase {j} sur le thème numéro {i}." for j in range(12))
+    return Article(id=f"a{i}", title=f"Titre {i}", text=body + extra, date=f"2024-01-{i + 1:02d}", language="fr")
+
+
+@pytest.fixture
+def env(tmp_path):
+    return IndexStore(tmp_path / "idx"), CountingEmbedder(), Chunker(target_tokens=64, overlap_tokens=8)
+
+
+def test_incremental_update_embeds_only_what_changed(env):
+    store, emb, chunker = env
+    data, report = update_index(store, emb, chunker, [article(1), article(2)])
+    first = emb.calls
+    assert report.added == ["a1", "a2"] and first == len(data.chunks) > 2
+    data, report = update_index(store, emb, chunker, [article(1), article(2)])
+    assert report.unchanged == ["a1", "a2"] and not report.changed and emb.calls == first
+    data, report = update_index(store, emb, chunker, [article(2, " Une phrase ajoutée à la fin.")])
+    assert report.replaced == ["a2"] and 0 < emb.calls - first < len(data.chunks)
+    data, report = update_index(store, emb, chunker, delete=["a1"])
+    assert report.deleted == ["a1"] and {c.article_id for c in store.load().chunks} == {"a2"}
+    with pytest.raises(NotFoundError, match="unknown article"):
+        update_index(store, emb, chunker, delete=["nope"])
+
+
+def test_vectors_match_a_fresh_build(env, tmp_path):
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1), article(2)])
+    update_index(store, emb, chunker, [article(2, " Fin modifiée.")])
+    fresh, _ = update_index(IndexStore(tmp_path / "fresh"), emb, chunker, [article(1), article(2, " Fin modifiée.")])
+    loaded = store.load()
+    assert [c.id for c in loaded.chunks] == [c.id for c in fresh.chunks]
+    np.testing.assert_allclose(loaded.vectors, fresh.vectors)
+
+
+def test_prune_removes_articles_whose_files_are_gone(env, tmp_path):
+    from index.loaders import load_articles
+
+    store, emb, chunker = env
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in (1, 2):
+        (folder / f"a{i}.md").write_text(f"---\nid: a{i}\n---\n{article(i).text}", encoding="utf-8")
+    update_index(store, emb, chunker, load_articles([folder]))
+    update_index(store, emb, chunker, [article(9)])  # added from elsewhere (the API, say)
+    (folder / "a2.md").unlink()
+    _, report = update_index(store, emb, chunker, load_articles([folder]), prune_under=[str(folder)])
+    assert report.deleted == ["a2"]
+    assert {a.id for a in store.load().articles} == {"a1", "a9"}
+
+
+def test_manifest_mismatch_and_damage_are_refused(env):
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    manifest = store.read_manifest()
+    assert manifest["model"] == emb.name and manifest["dimension"] == 32
+    assert manifest["counts"]["articles"] == 1 and set(manifest["checksums"]) >= {"vectors.npy", "faiss.index"}
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        update_index(store, FakeEmbedder(16), chunker, [article(2)])
+    with pytest.raises(IndexMismatchError, match="chunker"):
+        update_index(store, emb, Chunker(target_tokens=128, overlap_tokens=8), [article(2)])
+    vectors = store.current_path() / "vectors.npy"
+    raw = bytearray(vectors.read_bytes())
+    raw[-3] ^= 0xFF
+    vectors.write_bytes(bytes(raw))
+    with pytest.raises(IndexMismatchError, match="damaged"):
+        store.load()
+    _, report = update_index(store, FakeEmbedder(16), chunker, [article(2)], rebuild=True)
+    assert [a.id for a in store.load().articles] == ["a2"]
+
+
+def test_a_failed_write_leaves_the_old_version_whole(env, monkeypatch):
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    before = store.current_path()
+
+    def boom(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("index.store._fsync_dir", boom)
+    with pytest.raises(OSError):
+        update_index(store, emb, chunker, [article(2)])
+    assert store.current_path() == before and [a.id for a in store.load().articles] == ["a1"]
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_missing_index_says_how_to_build_it(tmp_path):
+    with pytest.raises(IndexMissingError, match="rag index"):
+        IndexStore(tmp_path / "none").load()
+
+
+def test_search_matches_numpy_oracle():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_faiss(vectors)
+    for q in vectors[:5] + 0.1:
+        scores, ids = index.search(q[None, :].astype(np.float32), 5)
+        oracle = np.argsort(-(vectors @ q))[:5]
+        assert list(ids[0]) == list(oracle)
+
+
+def test_filters_restrict_search(env):
+    from rag.retriever import DenseRetriever, Filters
+
+    store, emb, chunker = env
+    data, _ = update_index(store, emb, chunker, [article(1), article(2), article(3)])
+    retriever = DenseRetriever(data, emb)
+    q = retriever.embed_query("phrase sur le thème numéro 2")
+    hits = retriever.search(q, 50, Filters(article_ids=("a1", "a3")))
+    assert hits and {h.chunk.article_id for h in hits} == {"a1", "a3"}
+    hits = retriever.search(q, 50, Filters(date_from="2024-01-04"))
+    assert {h.chunk.article_id for h in hits} == {"a3"}
+    scores = [h.score for h in retriever.search(q, 50)]
+    assert scores == sorted(scores, reverse=True)
