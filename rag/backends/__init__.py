@@ -18,6 +18,8 @@ class Request:
     language: str = ""
     history: tuple[dict, ...] = ()
     max_sentences: int = 3
+    on_delta: Callable[[str], None] | None = field(default=None, compare=False)
+    """Streaming backends call this with each piece of text as it is produced; others ignore it."""
 
 
 @dataclass

@@ -1,0 +1,95 @@
+"""The pipeline on a fake embedder: answers, citations, abstention, input checks, backends."""
+import re
+
+import pytest
+
+from index.build import update_index
+from index.chunker import Chunker
+from index.embedder import FakeEmbedder
+from index.errors import InputError, UnknownNameError
+from index.loaders import load_articles
+from index.store import IndexStore
+from rag.backends import Request, backend_names, get_backend
+from rag.pipeline import Pipeline
+from rag.retriever import DenseRetriever
+from rag.settings import Settings
+from tests import fakes  # noqa: F401  (registers the scripted backend)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    settings = Settings(index_dir=tmp_path_factory.mktemp("idx"), embedding_model="fake:64", abstain_threshold=0.1)
+    emb = FakeEmbedder(64)
+    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
+    return Pipeline(settings, emb, data)
+
+
+def test_answer_cites_retrieved_passages(pipeline):
+    answer = pipeline.ask("Microsoft a investi 13 milliards de dollars cumulés dans OpenAI ?")
+    assert not answer.abstained
+    assert "13 milliards" in answer.answer
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)]
+    assert cited and all(1 <= n <= len(answer.citations) for n in cited)
+    by_n = {c.n: c for c in answer.citations}
+    for sentence, n in re.findall(r"(.+?) \[(\d+)\]\s*", answer.answer):
+        citation = by_n[int(n)]
+        assert sentence.strip() in citation.text, "each sentence is taken from the passage it cites"
+        assert any(citation.text[a:b] == sentence.strip() for a, b in citation.highlights)
+    assert set(answer.timings_ms) == {"embed", "search", "generate", "total"}
+    assert answer.to_dict()["citations"][0]["chunk_id"].startswith("openai-microsoft-partenariat#")
+
+
+def test_abstains_below_threshold(pipeline):
+    strict = Pipeline(pipeline.settings.model_copy(update={"abstain_threshold": 0.99}), pipeline.embedder, pipeline.data)
+    answer = strict.ask("Quelle est la recette de la ratatouille ?")
+    assert answer.abstained and answer.answer == "Les articles ne le disent pas."
+    assert answer.citations, "the closest passages are still offered"
+    assert strict.ask("What is the recipe?").answer == "The articles don't say."
+
+
+@pytest.mark.parametrize("question, message", [("", "empty"), ("   ", "empty"), ("x" * 2001, "limit is 2000")])
+def test_bad_questions(pipeline, question, message):
+    with pytest.raises(InputError, match=message):
+        pipeline.ask(question)
+
+
+def test_unknown_backend_lists_known(pipeline):
+    with pytest.raises(UnknownNameError, match="known: .*extractive"):
+        pipeline.ask("Microsoft ?", backend="nope")
+
+
+def test_swap_replaces_the_index(pipeline, tmp_path):
+    emb = pipeline.embedder
+    from index.types import Article
+
+    other, _ = update_index(IndexStore(tmp_path), emb, Chunker(),
+                            [Article(id="x", title="Autre", text="La ratatouille se cuit lentement au four.")])
+    p = Pipeline(pipeline.settings, emb, pipeline.data)
+    p.swap(other)
+    assert p.ask("ratatouille au four").citations[0].article_id == "x"
+
+
+@pytest.mark.parametrize("name", backend_names())
+def test_backend_contract(name, pipeline):
+    """Every registered backend answers with citations that point at given passages."""
+    backend = get_backend(name, pipeline.settings, pipeline.embedder)
+    retriever = DenseRetriever(pipeline.data, pipeline.embedder)
+    question = "Combien Microsoft a-t-il investi dans OpenAI ?"
+    hits = tuple(retriever.search(retriever.embed_query(question), 3))
+    generation = backend.generate(Request(question, hits, "fr"))
+    assert generation.text.strip() and not generation.abstained
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", generation.text)]
+    assert cited and all(1 <= n <= len(hits) for n in cited)
+    for n, spans in generation.highlights.items():
+        assert 1 <= n <= len(hits)
+        assert all(0 <= a < b <= len(hits[n - 1].chunk.text) for a, b in spans)
+
+
+def test_stream_sends_citations_then_deltas_then_the_answer(pipeline):
+    events = list(pipeline.ask_stream("Microsoft a investi 13 milliards de dollars dans OpenAI ?"))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "citations" and kinds[-1] == "done" and kinds.count("delta") >= 3
+    final = events[-1]["data"]
+    assert "".join(e["data"]["text"] for e in events if e["event"] == "delta") == final["answer"]
+    assert [c["chunk_id"] for c in events[0]["data"]] == [c["chunk_id"] for c in final["citations"]]
+    assert final == {**pipeline.ask(final["question"]).to_dict(), "timings_ms": final["timings_ms"]}
