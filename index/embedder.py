@@ -37,14 +37,16 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str, model, batch_size: int = 32, progress: bool = False):
         self.model, self.name, self.batch_size, self.progress = model, name, batch_size, progress
-        self.dim = int(model.get_sentence_embedding_dimension())
+        self.dim = int(model.get_embedding_dimension())
         self.prompts = {kind: kind for kind in KINDS if kind in model.prompts}
 
     @classmethod
     def load(cls, name: str, path: str, **options) -> "SentenceTransformerEmbedder":
         """Load a sentence-transformers model by hub name or local path, on the CPU."""
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in CLI output
         try:
             model = SentenceTransformer(path, device="cpu")
         except (OSError, ValueError) as exc:
