@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install run test bench clean
+.PHONY: install browser run test bench clean
 
 install: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(VENV)/bin/rag serve --host $(HOST) --port $(PORT)
 
-test: install
+# Debian's Chromium (and its driver) for the browser test; Playwright is pointed at it and downloads nothing.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium chromium-driver; }
+
+test: install browser
 	$(PY) -m pytest
+	$(VENV)/bin/rag eval answers --corpus corpus --out var/eval  # quality gate: eval/thresholds.toml
 
 bench: install
 	$(PY) bench/ingest.py

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="passages to retrieve (default RAG_TOP_K)")
     p.add_argument("--backend", default=None, help="answer backend (default RAG_BACKEND)")
     p.add_argument("--article", action="append", default=[], metavar="ID", help="only search these articles")
+    p.add_argument("--mode", default=None, choices=["dense", "lexical", "hybrid"],
+                   help="retrieval mode (default RAG_RETRIEVAL_MODE)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.set_defaults(func=_cmd_ask)
 
@@ -55,7 +57,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="default RAG_PORT (8000)")
     p.add_argument("--no-sync", action="store_true", help="do not re-index the corpus folders at start")
     p.set_defaults(func=_cmd_serve)
+
+    evals = sub.add_parser("eval", help="measure retrieval and answers").add_subparsers(title="evaluations")
+    _add_eval_retrieval(evals)
+    _add_eval_answers(evals)
     return parser
+
+
+def _add_eval_answers(evals) -> None:
+    """``rag eval answers``: the editors' eval set through the /ask pipeline, a report and the quality gate."""
+    p = evals.add_parser("answers", help="answer quality on an eval set (or SQuAD file): table, JSON, HTML, gate")
+    p.add_argument("--set", dest="eval_set", default=None, metavar="FILE",
+                   help="eval set (.jsonl) or SQuAD-format .json such as PIAF (default RAG_EVAL_SET: eval/items.jsonl)")
+    p.add_argument("--backend", default=None, help="answer backend (default RAG_BACKEND)")
+    p.add_argument("--top-k", type=int, default=None, help="passages per question (default RAG_TOP_K)")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="answer from a fresh temporary index of these articles (repeatable); default: the index "
+                        "`rag ask` uses, or for a SQuAD file the file itself")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N items (SQuAD: the questions of its first N articles, only those indexed)")
+    p.add_argument("--baseline", default=None, metavar="RESULT.json", help="an earlier result to compare with, item by item")
+    p.add_argument("--out", default="var/eval", metavar="DIR", help="folder for the JSON result and HTML report")
+    p.add_argument("--thresholds", default=None, metavar="FILE", help="default eval/thresholds.toml")
+    p.add_argument("--no-gate", action="store_true", help="report only: exit 0 even when a threshold is missed")
+    p.add_argument("--judge", action="store_true", help="also grade answers with the openai backend's model (optional)")
+    p.add_argument("--judge-repeats", type=int, default=3, metavar="N", help="judge calls averaged per item")
+    p.set_defaults(func=_cmd_eval_answers)
+
+
+def _add_eval_retrieval(evals) -> None:
+    """``rag eval retrieval`` and ``rag eval calibrate``."""
+    p = evals.add_parser("retrieval", help="recall@k, MRR, nDCG of each retrieval mode on a SQuAD file or BEIR folder")
+    p.add_argument("--squad", "--beir", dest="source", required=True, metavar="PATH",
+                   help="SQuAD-format .json (e.g. PIAF) or BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--mode", action="append", choices=["dense", "lexical", "hybrid"],
+                   help="mode to measure (repeatable; default all three)")
+    p.add_argument("--index-dir", default=None, help="keep the eval index here and reuse it next time (default: temporary)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N articles")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_eval_retrieval)
+
+    p = evals.add_parser("calibrate", help="abstention threshold: questions asked with and without their article")
+    p.add_argument("--squad", dest="source", required=True, metavar="FILE", help="SQuAD-format .json (e.g. PIAF)")
+    p.add_argument("--mode", default=None, choices=["dense", "lexical", "hybrid"], help="default RAG_RETRIEVAL_MODE")
+    p.add_argument("--min-answered", type=float, default=0.95, metavar="RATE",
+                   help="threshold answering at least RATE of answerable questions (default 0.95; 0: best balanced accuracy)")
+    p.add_argument("--index-dir", default=None, help="keep the eval index here and reuse it next time (default: temporary)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N articles")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_eval_calibrate)
 
 
 def _settings():
@@ -85,7 +135,7 @@ def _cmd_ask(args) -> int:
 
     pipeline = load_pipeline(_settings())
     filters = Filters(article_ids=tuple(args.article)) if args.article else None
-    answer = pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters)
+    answer = pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters, mode=args.mode)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -115,6 +165,30 @@ def _cmd_articles(args) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     for row in [] if args.json else rows:
         print(f"{row['id']}\t{row['date']}\t{row['language']}\t{row['chunks']} chunks\t{row['title']}")
+    return 0
+
+
+def _cmd_eval_retrieval(args) -> int:
+    from eval.retrieval import MODES, format_report, run
+
+    report = run(args.source, _settings(), modes=args.mode or MODES, index_dir=args.index_dir, limit=args.limit)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def _cmd_eval_answers(args) -> int:
+    from eval.cli import run_command
+
+    return run_command(args, _settings())
+
+
+def _cmd_eval_calibrate(args) -> int:
+    from eval.calibrate import calibrate, format_calibration
+
+    settings = _settings()
+    result = calibrate(args.source, settings, mode=args.mode or settings.retrieval_mode,
+                       index_dir=args.index_dir, limit=args.limit, min_answered=args.min_answered)
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_calibration(result))
     return 0
 
 

@@ -12,14 +12,12 @@ from index.errors import InputError
 from index.lang import detect_language
 from index.store import IndexData
 from rag.backends import Backend, Generation, Request, get_backend
-from rag.retriever import DenseRetriever, Filters
+from rag.coverage import missing_terms
+from rag.guard import Guard, Reset
+from rag.prompt import ABSTAIN_TEXT
+from rag.retriever import Filters, Retrieval, RetrievalConfig, evidence, load_reranker
 from rag.settings import Settings
 from rag.types import Answer, Citation, Hit
-
-ABSTAIN_TEXT = {
-    "fr": "Les articles ne le disent pas.",
-    "en": "The articles don't say.",
-}
 
 
 @dataclass(frozen=True)
@@ -33,31 +31,44 @@ class _Turn:
     history: tuple[dict, ...]
     timings: dict
     started: float
+    notes: tuple[str, ...] = ()  # what was done before generation (a follow-up rewritten)
+    vector: object = None  # the question's embedding
 
 
 @dataclass(frozen=True)
 class _State:
     data: IndexData
-    retriever: DenseRetriever
+    retrieval: Retrieval
 
 
 class Pipeline:
     """Answers questions from the loaded index; ``swap`` replaces the index atomically."""
 
-    def __init__(self, settings: Settings, embedder, data: IndexData):
+    def __init__(self, settings: Settings, embedder, data: IndexData, lexical=None):
         self.settings, self.embedder = settings, embedder
-        self._state = _State(data, DenseRetriever(data, embedder))
+        self._state = self._make_state(data, lexical)
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        self.guard = Guard(settings, embedder, self.backend)
 
     @property
     def data(self) -> IndexData:
         """The index currently answered from."""
         return self._state.data
 
-    def swap(self, data: IndexData) -> None:
+    def swap(self, data: IndexData, lexical=None) -> None:
         """Answer from ``data`` from now on; a question in flight keeps the index it started with."""
-        self._state = _State(data, DenseRetriever(data, self.embedder))
+        self._state = self._make_state(data, lexical)
+
+    def _make_state(self, data: IndexData, lexical=None) -> _State:
+        """Retrieval over ``data``; its BM25 index (``lexical``, or read from its folder) is loaded now
+        unless the default mode is dense, so that no question waits for it."""
+        config = RetrievalConfig.of(self.settings)
+        reranker = load_reranker(config.rerank_model) if config.rerank_model else None
+        retrieval = Retrieval(data, self.embedder, config, lexical, reranker)
+        if config.mode != "dense":
+            retrieval.lexical  # noqa: B018 (loads it)
+        return _State(data, retrieval)
 
     def backend(self, name: str | None = None) -> Backend:
         """The named backend (default from settings), created once."""
@@ -68,19 +79,25 @@ class Pipeline:
             return self._backends[name]
 
     def ask(self, question: str, top_k: int | None = None, backend: str | None = None,
-            filters: Filters | None = None, history: list[dict] | None = None) -> Answer:
-        """Answer ``question`` from the articles, or abstain when they don't say."""
-        turn = self._retrieve(question, top_k, backend, filters, history)
+            filters: Filters | None = None, history: list[dict] | None = None, mode: str | None = None) -> Answer:
+        """Answer ``question`` from the articles, or abstain when they don't say.
+
+        ``mode`` is the retrieval mode (dense, lexical, hybrid; default RAG_RETRIEVAL_MODE).
+        """
+        turn = self._retrieve(question, top_k, backend, filters, history, mode)
         return self._finish(turn, self._generate(turn))
 
     def ask_stream(self, question: str, top_k: int | None = None, backend: str | None = None,
-                   filters: Filters | None = None, history: list[dict] | None = None) -> Iterator[dict]:
+                   filters: Filters | None = None, history: list[dict] | None = None,
+                   mode: str | None = None) -> Iterator[dict]:
         """Events of one answer: ``citations`` (the passages), ``delta`` (answer text pieces), ``done``.
 
-        A streaming backend's pieces are passed on as they come; a non-streaming backend's answer
-        is sent in pieces of a few words once it is ready. ``done`` carries the whole ``Answer``.
+        A streaming backend's pieces are passed on as they come (a generative backend's sentence by
+        sentence, once their citations are checked); a non-streaming backend's answer is sent in pieces
+        of a few words once it is ready. ``reset`` (rare) says to discard the text so far: a generative
+        backend failed mid-answer and the fallback's answer follows. ``done`` carries the whole ``Answer``.
         """
-        turn = self._retrieve(question, top_k, backend, filters, history)
+        turn = self._retrieve(question, top_k, backend, filters, history, mode)
         yield {"event": "citations", "data": [Citation.of(n, h).__dict__ for n, h in enumerate(turn.hits, 1)]}
         pieces: queue.Queue = queue.Queue()
         outcome: dict = {}
@@ -96,6 +113,9 @@ class Pipeline:
         streamed = False
         for piece in iter(pieces.get, None):
             streamed = True
+            if isinstance(piece, Reset):  # a generative backend failed mid-answer: start again
+                yield {"event": "reset", "data": {"reason": piece.reason}}
+                continue
             yield {"event": "delta", "data": {"text": piece}}
         if "error" in outcome:
             raise outcome["error"]
@@ -105,26 +125,34 @@ class Pipeline:
                 yield {"event": "delta", "data": {"text": piece}}
         yield {"event": "done", "data": answer.to_dict()}
 
-    def _retrieve(self, question, top_k, backend, filters, history) -> "_Turn":
+    def _retrieve(self, question, top_k, backend, filters, history, mode=None) -> "_Turn":
         question = self.check_question(question)
         state, chosen = self._state, self.backend(backend)
         started = time.perf_counter()
-        vector = state.retriever.embed_query(question)
-        timings = {"embed": _ms(started)}
+        standalone = self.guard.standalone(question, history, chosen)
+        question, timings = standalone.question, ({"rewrite": _ms(started)} if history else {})
         mark = time.perf_counter()
-        hits = state.retriever.search(vector, top_k or self.settings.top_k, filters)
+        vector = state.retrieval.embed(question)
+        timings["embed"] = _ms(mark)
+        mark = time.perf_counter()
+        hits = state.retrieval.search(question, vector, top_k or self.settings.top_k, mode, filters)
         timings["search"] = _ms(mark)
         return _Turn(question, detect_language(question, default="fr"), tuple(hits), chosen,
-                     tuple(history or ()), timings, started)
+                     tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector)
 
     def _generate(self, turn: "_Turn", on_delta=None) -> Generation | None:
         """The backend's answer, or None when the best evidence is below the abstention threshold."""
         mark = time.perf_counter()
-        best = turn.hits[0].score if turn.hits else float("-inf")
+        best = evidence(turn.hits)
+        missing = missing_terms(turn.question, [h.chunk.text for h in turn.hits])
         generation = None
-        if best >= self.settings.abstain_threshold:
-            generation = turn.backend.generate(Request(turn.question, turn.hits, turn.language, turn.history,
-                                                       self.settings.answer_sentences, on_delta))
+        if missing:
+            generation = Generation("", abstained=True, notes=[
+                f"the retrieved passages never mention {', '.join(missing)}"])
+        elif best >= self.settings.abstain_threshold:
+            generation = self.guard.generate(turn.backend, Request(
+                turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences, on_delta,
+                turn.vector))
         turn.timings["generate"] = _ms(mark)
         return generation
 
@@ -133,15 +161,17 @@ class Pipeline:
         abstained = generation is None or generation.abstained or not generation.text.strip()
         highlights = generation.highlights if generation and not abstained else {}
         citations = [Citation.of(n, hit, tuple(highlights.get(n, ()))) for n, hit in enumerate(turn.hits, 1)]
-        best = turn.hits[0].score if turn.hits else float("-inf")
-        notes = list(generation.notes) if generation else [
-            f"best passage score {best:.3f} is below the abstention threshold {self.settings.abstain_threshold}"]
+        best = evidence(turn.hits)
+        notes = list(turn.notes) + (list(generation.notes) if generation else [
+            f"best passage cosine {best:.3f} is below the abstention threshold {self.settings.abstain_threshold}"])
+        fallback_from = generation.fallback_from if generation else ""
         return Answer(
             question=turn.question,
             answer=ABSTAIN_TEXT.get(turn.language, ABSTAIN_TEXT["en"]) if abstained else generation.text,
-            citations=citations, abstained=abstained, backend=turn.backend.name,
+            citations=citations, abstained=abstained,
+            backend=self.settings.fallback_backend if fallback_from else turn.backend.name,
             model=(generation.model if generation and generation.model else self.embedder.name),
-            language=turn.language, timings_ms=dict(turn.timings), notes=notes,
+            language=turn.language, timings_ms=dict(turn.timings), notes=notes, fallback_from=fallback_from,
         )
 
     def check_question(self, question: str) -> str:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 from index.build import UpdateReport, load_or_empty, update_index
 from index.chunker import Chunker
 from index.embedder import load_embedder
+from index.lexical import LexicalWriter
 from index.loaders import load_articles
 from index.store import IndexData, IndexStore
 from index.tokens import seed_tiktoken_cache
@@ -30,17 +32,37 @@ def make_embedder(settings: Settings, progress: bool = False):
 
 
 def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = False,
-                rebuild: bool = False) -> tuple[IndexData, UpdateReport]:
-    """Index the articles under ``paths`` incrementally; ``prune`` deletes those whose files are gone."""
-    articles = load_articles(paths) if paths else []
-    return update_index(IndexStore(settings.index_dir), embedder, make_chunker(settings), articles,
-                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild)
+                rebuild: bool = False, articles=()) -> tuple[IndexData, UpdateReport]:
+    """Index the articles under ``paths`` (and ``articles`` given as objects) incrementally;
+    ``prune`` deletes those whose files are gone."""
+    articles = [*(load_articles(paths) if paths else []), *articles]
+    store = IndexStore(settings.index_dir)
+    return update_index(store, embedder, make_chunker(settings), articles,
+                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
+                        extra_writers=[LexicalWriter(store)])  # BM25 in the same version, same manifest
 
 
 def sync_corpus(settings: Settings, embedder) -> tuple[IndexData, UpdateReport]:
     """Bring the index in line with the corpus folders: new, changed and removed files."""
     paths = [p for p in settings.corpus_dirs if p.exists()]
     return index_paths(settings, embedder, paths, prune=True)
+
+
+_LIVE_WRITES = threading.Lock()
+
+
+def update_live(pipeline: Pipeline, articles=(), delete=()) -> UpdateReport:
+    """Add or replace ``articles`` and delete the ``delete`` ids in the served index, then swap it in.
+
+    The new version is written under the store's lock (in ``update_index``) and swapped into the
+    pipeline only once the write succeeded; a process lock keeps two writers from swapping out of order.
+    Questions in flight keep the version they started with.
+    """
+    with _LIVE_WRITES:
+        data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
+        if report.changed:
+            pipeline.swap(data)
+    return report
 
 
 def load_pipeline(settings: Settings, sync: bool = False, progress: bool = False) -> Pipeline:

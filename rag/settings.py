@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from index.embedder import DEFAULT_MODEL
@@ -29,11 +31,43 @@ class Settings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the backend")
     backend: str = Field("extractive", description="Answer backend: extractive, ...")
-    abstain_threshold: float = Field(0.82, description="Below this best-evidence score the answer abstains")
+    abstain_threshold: float = Field(0.818, description="Below this evidence (best dense cosine among the passages) "
+                                     "the answer abstains; from `rag eval calibrate` on PIAF (README)")
+    retrieval_mode: Literal["dense", "lexical", "hybrid"] = Field("hybrid", description="dense, lexical (BM25) or hybrid")
+    fusion: Literal["rrf", "weighted"] = Field("weighted", description="How hybrid fuses the two rankings (weighted: min-max scaled scores; rrf: ranks)")
+    fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the fusion (BM25 gets the rest)")
+    rrf_k: int = Field(60, ge=1, description="Rank offset of reciprocal rank fusion")
+    fusion_candidates: int = Field(50, ge=1, le=1000, description="Depth of each ranking before fusion")
+    rerank_model: str = Field("", description="CrossEncoder name or path to rerank with; empty = no rerank")
+    rerank_depth: int = Field(20, ge=1, le=200, description="Passages the reranker (or MMR) reorders")
+    mmr_lambda: float = Field(1.0, ge=0, le=1, description="MMR relevance weight; 1 = MMR off")
     answer_sentences: int = Field(3, ge=1, le=10, description="Sentences the extractive backend returns at most")
     max_question_chars: int = Field(2000, ge=10, le=100_000)
+    # Generative backends (openai, llamacpp); see README "Generative backends".
+    openai_base_url: str = Field("", description="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; "
+                                 "default OPENAI_BASE_URL, then https://api.openai.com/v1")
+    openai_api_key: SecretStr = Field(SecretStr(""), description="default OPENAI_API_KEY")
+    openai_model: str = Field("gpt-4o-mini", description="Model name the server knows")
+    llamacpp_model: Path | None = Field(None, description="GGUF file of the llamacpp backend")
+    llamacpp_threads: int = Field(0, ge=0, le=256, description="CPU threads of llamacpp; 0 = all cores")
+    llm_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the model's first or next bytes")
+    llm_deadline: float = Field(120.0, gt=0, description="Seconds one generative answer may take in all")
+    llm_retries: int = Field(2, ge=0, le=10, description="Retries on HTTP 429/5xx and refused connections")
+    llm_backoff: float = Field(0.5, ge=0, le=60, description="First retry wait in seconds, doubled each time")
+    llm_context_tokens: int = Field(4096, ge=512, le=1_000_000, description="Model context the prompt is fitted to")
+    llm_answer_tokens: int = Field(400, ge=16, le=32_000, description="Tokens kept for the answer")
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+    citation_check: Literal["drop", "flag", "off"] = Field(
+        "drop", description="Generated sentences no passage supports: drop them, flag them in notes, or don't check")
+    rewrite: Literal["auto", "heuristic", "off"] = Field(
+        "auto", description="Follow-ups made standalone: by the chat model when the backend has one (auto)")
+    fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    eval_set: Path = Field(PROJECT_ROOT / "eval" / "items.jsonl", description="Eval set (JSON Lines) the review room edits and `rag eval answers` reads")
+    api_keys: Annotated[list[str], NoDecode] = Field([], description="Comma-separated keys; writes need one (HTTP API)")
+    read_requires_key: bool = Field(False, description="Reads (/ask, /articles, /v1) need an API key too")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest request body the API accepts (413 past it)")
 
     @field_validator("corpus_dirs", mode="before")
     @classmethod
@@ -41,6 +75,22 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [p for p in value.split(":") if p]
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):  # "k1,k2" or a JSON list
+            return json.loads(value) if value.lstrip().startswith("[") else [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _openai_defaults(self):
+        """RAG_OPENAI_* first, then the conventional OPENAI_BASE_URL and OPENAI_API_KEY."""
+        if not self.openai_base_url:
+            self.openai_base_url = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        if not self.openai_api_key.get_secret_value() and os.environ.get("OPENAI_API_KEY"):
+            self.openai_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        return self
 
 
 @functools.lru_cache(maxsize=1)

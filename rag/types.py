@@ -57,6 +57,7 @@ class Answer:
     language: str = ""
     timings_ms: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fallback_from: str = ""  # the generative backend that failed when ``backend`` answered in its place
 
     def to_dict(self) -> dict:
         """The JSON shape of ``rag ask --json`` and ``POST /ask``."""

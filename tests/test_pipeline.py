@@ -14,6 +14,7 @@ from rag.pipeline import Pipeline
 from rag.retriever import DenseRetriever
 from rag.settings import Settings
 from tests import fakes  # noqa: F401  (registers the scripted backend)
+from tests.openai_stub import OpenAIStub, contract_settings
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +70,20 @@ def test_swap_replaces_the_index(pipeline, tmp_path):
     assert p.ask("ratatouille au four").citations[0].article_id == "x"
 
 
+@pytest.fixture(scope="module")
+def openai_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1 for the openai backend's turn."""
+    with OpenAIStub() as server:
+        yield server
+
+
 @pytest.mark.parametrize("name", backend_names())
-def test_backend_contract(name, pipeline):
-    """Every registered backend answers with citations that point at given passages."""
-    backend = get_backend(name, pipeline.settings, pipeline.embedder)
+def test_backend_contract(name, pipeline, openai_server):
+    """Every registered backend answers with citations that point at given passages.
+
+    openai answers from a scripted server; llamacpp runs when RAG_LLAMACPP_MODEL names a GGUF file.
+    """
+    backend = get_backend(name, contract_settings(name, pipeline.settings, openai_server), pipeline.embedder)
     retriever = DenseRetriever(pipeline.data, pipeline.embedder)
     question = "Combien Microsoft a-t-il investi dans OpenAI ?"
     hits = tuple(retriever.search(retriever.embed_query(question), 3))

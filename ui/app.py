@@ -1,64 +1,89 @@
-"""The reader's chat (Gradio Blocks), mounted beside the API."""
+"""The web UI (Gradio Blocks): the readers' chat and the editors' review room, mounted beside the API."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
-from index.errors import RagError
 from rag.pipeline import Pipeline
-from ui.render import answer_markdown, sources_html
+from rag.settings import Settings, get_settings
+from ui.chat import build_chat_tab
+from ui.i18n import BROWSER_LANGUAGE_JS, pick, t
+from ui.review import build_review_tab, example_questions
 
-LABELS = {
-    "en": {"title": "Ask the articles", "placeholder": "Ask a question about the articles…", "send": "Ask",
-           "reset": "Reset", "sources": "Sources", "related": "The articles don't say. Related passages:",
-           "error": "Sorry, something went wrong"},
-    "fr": {"title": "Interrogez les articles", "placeholder": "Posez une question sur les articles…",
-           "send": "Demander", "reset": "Effacer", "sources": "Sources",
-           "related": "Les articles ne le disent pas. Passages proches :", "error": "Désolé, une erreur est survenue"},
-}
 CSS = """
-.source { border: 1px solid #ddd; border-radius: 6px; padding: 8px 10px; margin: 6px 0; }
-.source-head { font-weight: 600; margin-bottom: 4px; }
-.source .num { color: #b45309; } .source .date, .source .score { color: #666; font-weight: 400; font-size: 0.9em; }
-.passage mark { background: #fde68a; padding: 0 2px; }
-a.cite { color: #b45309; text-decoration: none; font-weight: 600; }
+#lang-switch { max-width: 260px; margin-left: auto; }
+.rag-answer .answer-text { line-height: 1.5; }
+.rag-answer.abstained .answer-text { font-style: italic; color: #92400e; }
+.rag-answer.error .answer-text { color: #b91c1c; }
+.rag-answer .pending { color: #6b7280; }
+.rag-answer .sources-head { font-weight: 600; margin: 10px 0 4px; font-size: 0.9em; color: #374151; }
+.rag-answer .source { border: 1px solid #e5e7eb; border-radius: 6px; padding: 6px 10px; margin: 6px 0;
+  background: #fafafa; color: #111827; scroll-margin: 12px; transition: box-shadow .3s; }
+.rag-answer .source.flash { box-shadow: 0 0 0 3px #f59e0b; }
+.rag-answer .source-head { font-weight: 600; margin-bottom: 4px; font-size: 0.92em; }
+.rag-answer .source .num { color: #b45309; }
+.rag-answer .source .date, .rag-answer .source .score { color: #6b7280; font-weight: 400; font-size: 0.9em; }
+.rag-answer .passage { font-size: 0.9em; max-height: 11em; overflow-y: auto; }
+.rag-answer .passage mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }
+.rag-answer a.cite { color: #b45309; text-decoration: none; font-weight: 600; cursor: pointer; }
+.rag-answer .answer-meta { color: #9ca3af; font-size: 0.75em; margin-top: 4px; }
+#review-status { min-height: 1.5em; }
+.metrics .overall { display: inline-block; font-weight: 700; padding: 1px 10px; border-radius: 10px; margin-bottom: 6px; }
+.metrics .overall.ok { background: #dcfce7; color: #166534; } .metrics .overall.ko { background: #fee2e2; color: #991b1b; }
+.metrics table { border-collapse: collapse; font-size: 0.88em; }
+.metrics td, .metrics th { padding: 2px 10px; border-bottom: 1px solid #e5e7eb; text-align: left; }
+.run-summary .head { font-weight: 600; } .run-summary .meta { color: #6b7280; font-size: 0.85em; margin: 2px 0 6px; }
+.run-summary .grid { display: flex; flex-wrap: wrap; gap: 6px; }
+.run-summary .cell { border: 1px solid #e5e7eb; border-radius: 6px; padding: 3px 8px; font-size: 0.88em; }
+.run-summary .cell .k { color: #6b7280; margin-right: 6px; } .run-summary .cell .v { font-weight: 600; }
 """
-EXAMPLES = [
-    "Combien Microsoft a-t-il investi dans OpenAI ?",
-    "Pourquoi Sam Altman a-t-il parlé avec Satya Nadella ?",
-    "What could OpenAI ask the US authorities to do?",
-]
+
+# Clicking [n] scrolls its source card into view (inside the chat's scrolling box) and flashes it.
+HEAD = """<script>
+document.addEventListener('click', (event) => {
+  const link = event.target.closest && event.target.closest('a.cite');
+  if (!link) return;
+  event.preventDefault(); event.stopPropagation();
+  const card = document.getElementById(link.dataset.target);
+  if (!card) return;
+  card.scrollIntoView({behavior: 'smooth', block: 'center'});
+  card.classList.add('flash');
+  setTimeout(() => card.classList.remove('flash'), 1600);
+}, true);
+</script>"""
 
 
-def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "fr") -> gr.Blocks:
-    """The chat tab: question in, answer with its highlighted sources out."""
-    labels = LABELS[language]
-
-    def respond(question: str, history: list[dict]):
-        history = list(history or [])
-        if not question or not question.strip():
-            return history, "", gr.update()
-        try:
-            answer = get_pipeline().ask(question, history=[m for m in history if m["role"] in ("user", "assistant")])
-        except RagError as exc:
-            history += [{"role": "user", "content": question},
-                        {"role": "assistant", "content": f"{labels['error']}: {exc}"}]
-            return history, "", ""
-        history += [{"role": "user", "content": question},
-                    {"role": "assistant", "content": answer_markdown(answer)}]
-        return history, "", sources_html(answer, labels)
-
-    with gr.Blocks(title="newsrag") as ui:
-        gr.Markdown(f"## {labels['title']}")
-        chat = gr.Chatbot(label="", height=380, elem_id="chat", sanitize_html=False)
-        with gr.Row():
-            box = gr.Textbox(placeholder=labels["placeholder"], show_label=False, scale=5, elem_id="question")
-            send = gr.Button(labels["send"], variant="primary", scale=1, elem_id="ask")
-        sources = gr.HTML(elem_id="sources")
-        gr.Examples(EXAMPLES, inputs=box)
-        reset = gr.Button(labels["reset"], size="sm")
-        send.click(respond, [box, chat], [chat, box, sources], api_name="ask")
-        box.submit(respond, [box, chat], [chat, box, sources], api_name=False)
-        reset.click(lambda: ([], "", ""), None, [chat, box, sources], api_name=False)
+def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", settings: Settings | None = None,
+             eval_path: Path | None = None) -> gr.Blocks:
+    """The two tabs; ``language`` "auto" follows the browser, "fr" or "en" fixes the start language."""
+    settings = settings or get_settings()
+    eval_path = eval_path or settings.eval_set
+    start = "en" if language == "auto" else pick(language)
+    # No telemetry or version check: the server makes no outbound call.
+    with gr.Blocks(title="newsrag", analytics_enabled=False) as ui:
+        with gr.Row(equal_height=True):
+            title = gr.Markdown(f"## {t(start, 'title')}", elem_id="title")
+            switch = gr.Radio([("English", "en"), ("Français", "fr")], value=start, show_label=False,
+                              elem_id="lang-switch", container=False)
+        turns = gr.State([])
+        with gr.Tabs():
+            with gr.Tab(t(start, "tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
+                chat = build_chat_tab(get_pipeline, settings, switch, turns, example_questions(eval_path))
+            with gr.Tab(t(start, "tab_review"), id="review", elem_id="tab-review") as review_tab:
+                review = build_review_tab(get_pipeline, eval_path, switch, turns, chat.backend)
+        relabel = [(title, lambda L: gr.update(value=f"## {t(L, 'title')}")),
+                   (chat_tab, lambda L: gr.update(label=t(L, "tab_chat"))),
+                   (review_tab, lambda L: gr.update(label=t(L, "tab_review"))), *chat.relabel, *review.relabel]
+        switch.change(lambda L: [update(pick(L)) for _, update in relabel], switch,
+                      [component for component, _ in relabel], api_visibility="private")
+        if language == "auto":
+            ui.load(None, None, switch, js=BROWSER_LANGUAGE_JS, api_visibility="private")
     return ui
+
+
+def mount_options() -> dict:
+    """What ``gr.mount_gradio_app`` needs besides the app: styles and the citation-click script."""
+    return {"css": CSS, "head": HEAD, "footer_links": ["api"]}
+

@@ -1,43 +1,88 @@
-"""HTML for answers and their sources (escaped, with the cited spans highlighted)."""
+"""HTML for answers and their sources: escaped text, [n] links, passages with the cited spans marked.
+
+Everything works on the JSON shape of an answer (``Answer.to_dict()``), which is what the streaming
+pipeline and the eval runner hand over. Each message is one ``<div>`` with no blank line inside,
+so the chat's Markdown renderer passes it through as a raw HTML block.
+"""
 from __future__ import annotations
 
 import html
 import re
 
-from rag.types import Answer, Citation
+from ui.i18n import t
 
 _MARK = re.compile(r"\[(\d+)\]")
+RELATED_SHOWN = 3  # closest passages offered when the answer abstains
 
 
-def answer_markdown(answer: Answer) -> str:
-    """The answer text with each [n] turned into a link to its source card."""
-    text = html.escape(answer.answer)
-    return _MARK.sub(lambda m: f'<a href="#src-{m.group(1)}" class="cite">[{m.group(1)}]</a>', text)
+def cited_numbers(text: str) -> list[int]:
+    """The passage numbers an answer cites, in order of first mention."""
+    return list(dict.fromkeys(int(n) for n in _MARK.findall(text)))
 
 
-def highlighted(citation: Citation) -> str:
-    """The passage text, escaped, with the answer's sentences wrapped in <mark>."""
+def _text(value: str) -> str:
+    """Escaped text on one line (newlines as <br>), so no Markdown block can start inside it."""
+    return re.sub(r"\n\s*\n\s*", "<br>", html.escape(value).replace("\r", "")).replace("\n", "<br>")
+
+
+def cite_links(text: str, key: str) -> str:
+    """Escaped answer text with each [n] turned into a link to source card ``{key}-n``."""
+    return _MARK.sub(lambda m: f'<a class="cite" href="#{key}-{m.group(1)}" data-target="{key}-{m.group(1)}">'
+                               f'[{m.group(1)}]</a>', _text(text))
+
+
+def highlighted(text: str, highlights) -> str:
+    """The passage, escaped, with the spans ``(start, end)`` wrapped in <mark>."""
     out, pos = [], 0
-    for start, end in sorted(citation.highlights):
-        out += [html.escape(citation.text[pos:start]), f"<mark>{html.escape(citation.text[start:end])}</mark>"]
+    for start, end in sorted(tuple(h) for h in highlights):
+        if start < pos:
+            continue
+        out += [_text(text[pos:start]), f"<mark>{_text(text[start:end])}</mark>"]
         pos = end
-    out.append(html.escape(citation.text[pos:]))
-    return "".join(out).replace("\n", "<br>")
+    out.append(_text(text[pos:]))
+    return "".join(out)
 
 
-def sources_html(answer: Answer, labels: dict[str, str]) -> str:
-    """Source cards: the cited passages, or the closest ones as "related" when the answer abstains."""
-    cited = {int(n) for n in _MARK.findall(answer.answer)}
-    shown = answer.citations if answer.abstained else [c for c in answer.citations if c.n in cited]
-    heading = labels["related"] if answer.abstained else labels["sources"]
-    cards = []
-    for c in shown[:5]:
-        title = html.escape(c.title)
-        if c.url:
-            title = f'<a href="{html.escape(c.url)}" target="_blank" rel="noopener">{title}</a>'
-        cards.append(
-            f'<div class="source" id="src-{c.n}"><div class="source-head"><span class="num">[{c.n}]</span> '
-            f'{title} <span class="date">{html.escape(c.date)}</span> <span class="score">{c.score:.2f}</span></div>'
-            f'<div class="passage">{highlighted(c)}</div></div>'
-        )
-    return f'<div class="sources"><h4>{html.escape(heading)}</h4>{"".join(cards)}</div>'
+def source_card(citation: dict, key: str, language: str) -> str:
+    """One source: its number, the article title (linked when it has a URL), date and passage."""
+    title = _text(citation["title"] or citation["article_id"])
+    if (citation.get("url") or "").startswith(("http://", "https://")):
+        title = f'<a href="{html.escape(citation["url"], quote=True)}" target="_blank" rel="noopener">{title}</a>'
+    score = f'{t(language, "score")} {citation["score"]:.3f}'
+    return (f'<div class="source" id="{key}-{citation["n"]}" title="{score}"><div class="source-head">'
+            f'<span class="num">[{citation["n"]}]</span> <span class="title">{title}</span> '
+            f'<span class="date">{_text(citation.get("date") or "")}</span></div>'
+            f'<div class="passage">{highlighted(citation["text"], citation.get("highlights") or ())}</div></div>')
+
+
+def sources_html(answer: dict, key: str, language: str) -> str:
+    """The cited passages, or the closest ones offered as "related" when the answer abstains."""
+    by_n = {c["n"]: c for c in answer["citations"]}
+    if answer["abstained"]:
+        shown, heading, kind = answer["citations"][:RELATED_SHOWN], t(language, "related"), "related"
+    else:
+        shown = [by_n[n] for n in cited_numbers(answer["answer"]) if n in by_n]
+        heading, kind = t(language, "sources"), "sources"
+    if not shown:
+        return ""
+    cards = "".join(source_card(c, key, language) for c in shown)
+    return f'<div class="{kind}"><div class="sources-head">{_text(heading)}</div>{cards}</div>'
+
+
+def answer_html(answer: dict, key: str, language: str) -> str:
+    """A whole chat message: the answer with its [n] links, then its sources."""
+    kind = "abstained" if answer["abstained"] else "answered"
+    meta = f'{_text(answer.get("backend", ""))} · {answer.get("timings_ms", {}).get("total", 0):.0f} ms'
+    return (f'<div class="rag-answer {kind}"><div class="answer-text">{cite_links(answer["answer"], key)}</div>'
+            f'{sources_html(answer, key, language)}<div class="answer-meta">{meta}</div></div>')
+
+
+def streaming_html(text: str, language: str) -> str:
+    """The answer while it streams in (before its sources are known to be cited)."""
+    body = _text(text) if text else f'<span class="pending">{_text(t(language, "searching"))}</span>'
+    return f'<div class="rag-answer streaming"><div class="answer-text">{body}</div></div>'
+
+
+def error_html(message: str) -> str:
+    """An error shown in place of an answer."""
+    return f'<div class="rag-answer error"><div class="answer-text">{_text(message)}</div></div>'

@@ -8,14 +8,17 @@ import gradio as gr
 from rag.api import create_app
 from rag.service import load_pipeline
 from rag.settings import Settings
-from ui.app import CSS, build_ui
+from ui.app import build_ui, mount_options
 
 
-def create_server_app(settings: Settings, sync: bool = True, on_ready=None):
-    """The API app with the chat UI mounted at /ui."""
-    app = create_app(lambda: load_pipeline(settings, sync=sync, progress=True), on_ready)
-    ui = build_ui(lambda: app.state.pipeline)
-    return gr.mount_gradio_app(app, ui, path="/ui", css=CSS, footer_links=["api"])
+def create_server_app(settings: Settings, sync: bool = True, on_ready=None, load=None, language: str = "auto"):
+    """The API app with the web UI (chat and review room) mounted at /ui.
+
+    ``load`` builds the pipeline at start-up (default: from ``settings``); tests hand in a ready one.
+    """
+    app = create_app(load or (lambda: load_pipeline(settings, sync=sync, progress=True)), on_ready)
+    ui = build_ui(lambda: app.state.pipeline, language=language, settings=settings, eval_path=settings.eval_set)
+    return gr.mount_gradio_app(app, ui, path="/ui", **mount_options())
 
 
 def serve(settings: Settings, host: str, port: int, sync: bool = True) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from index.errors import UnknownNameError
 from rag.types import Hit
@@ -20,6 +20,8 @@ class Request:
     max_sentences: int = 3
     on_delta: Callable[[str], None] | None = field(default=None, compare=False)
     """Streaming backends call this with each piece of text as it is produced; others ignore it."""
+    query_vector: Any = field(default=None, compare=False)
+    """The question's embedding (query prompt) when the pipeline has it, so backends need not embed again."""
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Generation:
     highlights: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     model: str = ""
     notes: list[str] = field(default_factory=list)
+    fallback_from: str = ""  # the backend that failed, when this answer comes from the fallback
 
 
 class Backend(Protocol):
@@ -68,4 +71,4 @@ def backend_names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from rag.backends import extractive  # noqa: F401  (registers itself)
+    from rag.backends import extractive, llamacpp, openai  # noqa: F401  (register themselves)

@@ -5,6 +5,10 @@ the cosine between its embedding and the question's, plus a bonus for the questi
 words it contains (stemmed, accents folded). The best sentence leads; others follow when they
 score close to it and say something new. Where the question's language differs from the
 passages', sentences in the question's language are preferred when they score about as well.
+A question asking for an amount or a date is answered only by sentences that state one; when
+none does, the backend abstains (the near-miss "how much did Google invest?" retrieves the
+sentence about Microsoft's investment, which has a number, but the pipeline's name check
+catches that one).
 """
 from __future__ import annotations
 
@@ -15,12 +19,14 @@ import numpy as np
 
 from index.lang import detect_language
 from rag.backends import Generation, Request, register
+from rag.coverage import has_date, has_number, wants_amount, wants_date
 from rag.text import content_terms, sentence_spans
 
 LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
 FOLLOW_MARGIN = 0.03  # a further sentence must score within this of the best one
 REDUNDANT = 0.93  # cosine above which two sentences say the same thing
 LANGUAGE_MARGIN = 0.05
+TYPE_MARGIN = 0.05  # a sentence of the asked type (amount, date) must score within this of the best
 CACHE_SIZE = 50_000
 
 
@@ -51,6 +57,9 @@ class ExtractiveBackend:
         candidates = self.candidates(request)
         if not candidates:
             return Generation("", abstained=True, model=self.embedder.name, notes=["no sentence in the passages"])
+        candidates, note = answer_type_filter(request.question, candidates)
+        if not candidates:
+            return Generation("", abstained=True, model=self.embedder.name, notes=[note])
         chosen = self.select(candidates, request.language, request.max_sentences or self.max_sentences)
         highlights: dict[int, list[tuple[int, int]]] = {}
         for c in chosen:
@@ -67,7 +76,9 @@ class ExtractiveBackend:
                 items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr")))
         if not items:
             return []
-        question = self.embedder.embed([request.question], kind="query")[0]
+        question = request.query_vector
+        if question is None:
+            question = self.embedder.embed([request.question], kind="query")[0]
         vectors = self._embed_sentences([i[3] for i in items])
         q_terms = content_terms(request.question, request.language or "fr")
         out = []
@@ -105,6 +116,22 @@ class ExtractiveBackend:
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return out
+
+
+def answer_type_filter(question: str, candidates: list[Candidate]) -> tuple[list[Candidate], str]:
+    """Only sentences of the kind the question asks for: a number for "how much", a date for "when".
+
+    The typed sentence must also be about as relevant as the best sentence overall: a number in a
+    sentence on another subject does not answer "how much".
+    """
+    if wants_amount(question):
+        kind, test = "an amount", has_number
+    elif wants_date(question):
+        kind, test = "a date", has_date
+    else:
+        return candidates, ""
+    typed = [c for c in candidates if test(c.text) and c.score >= candidates[0].score - TYPE_MARGIN]
+    return typed, f"the question asks for {kind}; no relevant passage sentence states one"
 
 
 @register("extractive")

@@ -1,0 +1,190 @@
+"""The shapes of the HTTP API's requests and responses (pydantic models at the edge), with examples."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ISO_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.+\-Z]*)?$"
+ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+EXAMPLE_QUESTION = "Combien Microsoft a-t-il investi dans OpenAI ?"
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"  # a character that no regex engine here (nor str.strip) takes for a space
+
+
+def _no_text_or_bool(value):
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# JSON Schema's integer: 5 or 5.0, but not "5" nor true (pydantic's strict mode refuses 5.0, its lax mode takes "5")
+# (the Field must come before the validator, or the schema says "ge"/"le" instead of minimum/maximum)
+TopK = Annotated[int, Field(ge=1, le=50), BeforeValidator(_no_text_or_bool)]
+
+
+class FiltersIn(BaseModel):
+    """Restrict the search to some articles, a date range (inclusive) or a language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    article_ids: list[str] | None = Field(None, max_length=1000, examples=[["openai-microsoft-partenariat"]])
+    date_from: str | None = Field(None, pattern=ISO_DATE, examples=["2025-01-01"])
+    date_to: str | None = Field(None, pattern=ISO_DATE, examples=["2025-12-31"])
+    language: str | None = Field(None, pattern=r"^[a-z]{2}$", examples=["fr"])
+
+
+class Turn(BaseModel):
+    """One earlier message of the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(..., pattern="^(user|assistant)$", description="`user` or `assistant`")
+    content: str = Field(..., max_length=20_000)
+
+
+class AskIn(BaseModel):
+    """A question about the articles."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"question": EXAMPLE_QUESTION, "top_k": 5, "backend": "extractive"},
+        {"question": "What did Altman say?", "filters": {"language": "fr", "date_from": "2025-06-01"},
+         "history": [{"role": "user", "content": "Parle-moi d'OpenAI."},
+                     {"role": "assistant", "content": "OpenAI est un partenaire de Microsoft [1]."}],
+         "stream": True}]})
+
+    question: str = Field(..., pattern=NOT_BLANK, description="The question; its length limit is RAG_MAX_QUESTION_CHARS",
+                          examples=[EXAMPLE_QUESTION])
+    top_k: TopK | None = Field(None, description="Passages to retrieve (default RAG_TOP_K)")
+    mode: str | None = Field(None, description="Retrieval mode: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE)",
+                             examples=["hybrid"])
+    backend: str | None = Field(None, description="Answer backend (default RAG_BACKEND); GET /v1/models lists them",
+                                examples=["extractive"])
+    history: list[Turn] | None = Field(None, max_length=50, description="Earlier turns, oldest first")
+    filters: FiltersIn | None = None
+    stream: bool = Field(False, strict=True, description="Send Server-Sent Events (citations, delta..., done) instead of JSON")
+
+
+class CitationOut(BaseModel):
+    """Passage ``n`` of an answer; the ``[n]`` marks in the answer refer to it."""
+
+    n: int
+    chunk_id: str
+    article_id: str
+    title: str
+    date: str
+    url: str
+    text: str
+    start: int = Field(..., description="Offset of the passage in the article's text")
+    end: int
+    score: float
+    highlights: list[list[int]] = Field(default_factory=list, description="(start, end) in `text` of the sentences used")
+
+
+class AskOut(BaseModel):
+    """An answer with its numbered sources and step timings in milliseconds."""
+
+    question: str
+    answer: str = Field(..., examples=["Microsoft a investi 13 milliards de dollars cumulés [1]"])
+    abstained: bool = Field(..., description="True when the articles don't say; `answer` then says so")
+    citations: list[CitationOut]
+    timings_ms: dict[str, float] = Field(..., examples=[{"embed": 9.1, "search": 0.2, "generate": 12.5, "total": 22.0}])
+    backend: str
+    model: str
+    language: str = ""
+    notes: list[str] = []
+    fallback_from: str = Field("", description="The generative backend that failed, when the fallback answered")
+
+
+class ArticleIn(BaseModel):
+    """An article to index; ``id`` defaults to a slug of the title, ``title`` to the first line of ``text``.
+
+    An article whose id is already indexed replaces it; within one request, a later article with the
+    same id replaces an earlier one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "nvidia-resultats-2025", "title": "Nvidia publie des résultats record", "date": "2025-05-28",
+         "url": "https://example.org/nvidia", "language": "fr",
+         "text": "Nvidia a annoncé un chiffre d'affaires trimestriel de 44 milliards de dollars."}]})
+
+    id: str | None = Field(None, pattern=ARTICLE_ID)
+    title: str | None = Field(None, max_length=1000)
+    text: str = Field(..., pattern=NOT_BLANK, description="The article's text (not only spaces)")
+    date: str | None = Field(None, pattern=ISO_DATETIME, description="ISO 8601 date, YYYY-MM-DD")
+    url: str | None = Field(None, max_length=2000)
+    source: str | None = Field(None, max_length=1000)
+    language: str | None = Field(None, pattern=r"^[a-z]{2}$", description="ISO 639-1 code; detected when absent")
+
+
+class IngestOut(BaseModel):
+    """What an add or delete changed in the index."""
+
+    added: list[str]
+    replaced: list[str]
+    unchanged: list[str]
+    deleted: list[str]
+    chunks_embedded: int
+    chunks_total: int
+    articles_total: int
+    seconds: dict[str, float]
+
+
+class ArticleSummary(BaseModel):
+    """An indexed article, without its text."""
+
+    id: str
+    title: str
+    date: str
+    url: str
+    language: str
+    chunks: int
+
+
+class ArticleOut(BaseModel):
+    """An indexed article with its text."""
+
+    id: str
+    title: str
+    text: str
+    date: str
+    url: str
+    source: str
+    language: str
+    content_hash: str
+    n_chunks: int
+
+
+class ReadyOut(BaseModel):
+    """The loaded model and index."""
+
+    status: str = "ready"
+    articles: int
+    chunks: int
+    model: str
+    backends: list[str]
+    default_backend: str
+    manifest: dict
+
+
+class ErrorOut(BaseModel):
+    """Every error: what went wrong and what to do, and the request id to quote."""
+
+    error: str = Field(..., examples=["unknown backend 'x'; known: extractive"])
+    request_id: str
+    detail: list[dict] | None = None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorOut(BaseModel):
+    """Errors under ``/v1`` take OpenAI's shape, so that OpenAI clients show the message."""
+
+    error: OpenAIError
+    request_id: str

@@ -1,0 +1,285 @@
+"""The HTTP API through a real uvicorn on 127.0.0.1, on a fake-embedder index: input checks, keys, limits, errors.
+
+The answers themselves (real model) are checked in test_api_e2e.py and test_openai_compat.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+
+import httpx
+import pytest
+
+from index.embedder import FakeEmbedder
+from rag.api import create_app
+from rag.backends import BACKENDS, register
+from rag.pipeline import Pipeline
+from rag.service import index_paths
+from rag.settings import Settings
+from tests.live_server import live_server
+
+KEY = "test-key-1"
+QUESTION = "Microsoft a investi 13 milliards de dollars cumulés dans OpenAI ?"
+
+
+@contextlib.contextmanager
+def serve(tmp_path, **overrides):
+    """A live API over a fake-embedder index of the bundled corpus; yields (client, pipeline)."""
+    settings = Settings(**{"index_dir": tmp_path / "index", "embedding_model": "fake:64", "abstain_threshold": 0.1,
+                           "api_keys": [KEY], **overrides})
+    embedder = FakeEmbedder(64)
+    data, _ = index_paths(settings, embedder, settings.corpus_dirs)
+    pipeline = Pipeline(settings, embedder, data)
+    with live_server(create_app(lambda: pipeline, settings=settings)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client, pipeline
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("api")) as (client, _):
+        yield client
+
+
+@pytest.fixture
+def boom():
+    """A backend that fails with an unexpected error (a bug), registered for one test."""
+    class Boom:
+        name = "boom"
+
+        def generate(self, request):
+            raise RuntimeError("secret internal detail")
+
+    register("boom")(lambda settings, embedder: Boom())
+    yield "boom"
+    BACKENDS.pop("boom", None)
+
+
+def test_every_response_has_a_request_id(api):
+    given = api.get("/health", headers={"x-request-id": "abc-123"})
+    assert given.json() == {"status": "ok"} and given.headers["x-request-id"] == "abc-123"
+    fresh = api.get("/health")
+    assert re.fullmatch(r"[0-9a-f]{16}", fresh.headers["x-request-id"])
+    assert api.get("/nope").headers["x-request-id"], "errors carry one too"
+    junk = api.get("/health", headers={"x-request-id": "a b\tc" * 30})
+    assert re.fullmatch(r"[0-9a-f]{16}", junk.headers["x-request-id"]), "an unsafe id is replaced"
+
+
+def test_ask_returns_answer_citations_and_timings(api):
+    r = api.post("/ask", json={"question": QUESTION, "top_k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {"answer", "abstained", "citations", "timings_ms", "backend", "model"} <= set(body)
+    assert not body["abstained"] and body["backend"] == "extractive"
+    assert len(body["citations"]) == 3 and [c["n"] for c in body["citations"]] == [1, 2, 3]
+    assert {"n", "chunk_id", "article_id", "title", "date", "url", "text", "start", "end", "score"} <= set(body["citations"][0])
+    assert {"embed", "search", "generate", "total"} <= set(body["timings_ms"])
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
+    assert cited and cited <= {1, 2, 3}
+
+
+def test_filters_restrict_the_passages(api):
+    none = api.post("/ask", json={"question": QUESTION, "filters": {"article_ids": ["not-there"]}}).json()
+    assert none["abstained"] and none["citations"] == []
+    english = api.post("/ask", json={"question": QUESTION, "filters": {"language": "en"}}).json()
+    assert english["citations"] == [], "the corpus is French"
+    dated = api.post("/ask", json={"question": QUESTION, "filters": {"date_from": "2025-06-24", "date_to": "2025-06-24"}})
+    assert dated.json()["citations"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"question": ""}, 422, ["question"]),
+    ({"question": "   "}, 422, ["question"]),
+    ({"question": "x" * 2001}, 400, ["2001 characters", "limit is 2000", "RAG_MAX_QUESTION_CHARS"]),
+    ({}, 422, ["question: Field required"]),
+    ({"question": "q", "top_k": 0}, 422, ["top_k", "greater than or equal to 1"]),
+    ({"question": "q", "top_k": 51}, 422, ["top_k", "less than or equal to 50"]),
+    ({"question": "q", "top_k": "5"}, 422, ["top_k", "integer"]),
+    ({"question": "q", "backend": "nope"}, 400, ["unknown backend 'nope'", "known:", "extractive"]),
+    ({"question": "q", "mode": "nope"}, 400, ["unknown retrieval mode 'nope'", "dense"]),
+    ({"question": "q", "history": [{"role": "robot", "content": "hi"}]}, 422, ["history.0.role"]),
+    ({"question": "q", "history": [{"role": "user"}]}, 422, ["history.0.content: Field required"]),
+    ({"question": "q", "history": "hello"}, 422, ["history"]),
+    ({"question": "q", "filters": {"date_from": "24/06/2025"}}, 422, ["filters.date_from"]),
+    ({"question": "q", "topk": 3}, 422, ["topk", "Extra inputs are not permitted"]),
+    ({"question": "q", "stream": "yes"}, 422, ["stream"]),
+])
+def test_bad_input_is_a_4xx_that_says_what_to_fix(api, body, status, words):
+    r = api.post("/ask", json=body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    for word in words:
+        assert word in error
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_over_long_question_limit_is_configurable(tmp_path):
+    with serve(tmp_path, max_question_chars=40) as (client, _):
+        r = client.post("/ask", json={"question": "y" * 41})
+        assert r.status_code == 400 and "limit is 40" in r.json()["error"]
+        padded = client.post("/ask", json={"question": "  " + "y" * 38 + "  "})
+        assert padded.status_code == 400, "spaces count, as the schema's maxLength says"
+        assert client.post("/ask", json={"question": "y" * 40}).status_code == 200
+        assert client.get("/openapi.json").json()["components"]["schemas"]["AskIn"]["properties"]["question"]["maxLength"] == 40
+
+
+def test_malformed_json_is_a_400(api):
+    r = api.post("/ask", content=b'{"question": "q",', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "not valid JSON" in r.json()["error"] and "character" in r.json()["error"]
+
+
+def test_a_body_that_is_not_json_is_a_415(api):
+    r = api.post("/ask", content=b'{"question": "q"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+
+
+def test_body_too_large_is_a_413_with_the_limit(tmp_path):
+    with serve(tmp_path, max_body_bytes=2048) as (client, _):
+        big = {"question": "q", "history": [{"role": "user", "content": "x" * 3000}]}
+        r = client.post("/ask", json=big)
+        assert r.status_code == 413
+        assert "2048" in r.json()["error"] and "RAG_MAX_BODY_BYTES" in r.json()["error"]
+        chunked = client.post("/ask", content=iter([json.dumps(big).encode()[:1500], b" " * 1500]),
+                              headers={"content-type": "application/json"})
+        assert chunked.status_code == 413 and "2048" in chunked.json()["error"], "no Content-Length: counted"
+        assert client.post("/ask", json={"question": QUESTION}).status_code == 200
+
+
+def test_internal_error_is_a_500_with_request_id_and_no_trace(api, boom, caplog):
+    with caplog.at_level(logging.ERROR, logger="rag.api"):
+        r = api.post("/ask", json={"question": QUESTION, "backend": boom}, headers={"x-request-id": "req-500"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error; quote the request id when reporting it", "request_id": "req-500"}
+    assert "secret" not in r.text and "Traceback" not in r.text
+    logged = [rec for rec in caplog.records if "req-500" in rec.getMessage()]
+    assert logged and logged[0].exc_info and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+def test_internal_error_mid_stream_is_an_error_event(api, boom):
+    with api.stream("POST", "/ask/stream", json={"question": QUESTION, "backend": boom}) as r:
+        assert r.status_code == 200
+        text = r.read().decode()
+    assert text.startswith("event: citations\n")
+    assert "event: error\n" in text and "internal error" in text and "secret" not in text
+
+
+def test_stream_bad_input_is_still_a_4xx(api):
+    r = api.post("/ask/stream", json={"question": "q", "backend": "nope"})
+    assert r.status_code == 400 and "known:" in r.json()["error"]
+
+
+def test_unknown_route_and_method(api):
+    r = api.get("/nope")
+    assert r.status_code == 404 and "/docs" in r.json()["error"]
+    r = api.put("/articles")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+
+
+def test_writes_need_a_valid_key(api):
+    article = {"id": "auth-test", "text": "Un texte."}
+    missing = api.post("/articles", json=article)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in missing.json()["error"]
+    wrong = api.post("/articles", json=article, headers={"x-api-key": "wrong"})
+    assert wrong.status_code == 403 and "not valid" in wrong.json()["error"]
+    assert api.delete("/articles/auth-test", headers={"authorization": "Bearer wrong"}).status_code == 403
+    assert api.get("/articles").status_code == 200, "reads are open by default"
+
+
+def test_writes_are_disabled_without_configured_keys(tmp_path):
+    with serve(tmp_path, api_keys=[]) as (client, _):
+        r = client.post("/articles", json={"text": "x"}, headers={"x-api-key": "anything"})
+        assert r.status_code == 403 and "RAG_API_KEYS" in r.json()["error"]
+
+
+def test_reads_can_require_a_key(tmp_path):
+    with serve(tmp_path, read_requires_key=True) as (client, _):
+        assert client.post("/ask", json={"question": QUESTION}).status_code == 401
+        assert client.get("/articles", headers={"x-api-key": "bad"}).status_code == 403
+        assert client.get("/v1/models").status_code == 401
+        assert client.post("/ask", json={"question": QUESTION}, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+        assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+        security = client.get("/openapi.json").json()["paths"]["/ask"]["post"]["security"]
+        assert {} not in security, "the schema says the key is required"
+
+
+def test_articles_add_list_get_replace_delete(api):
+    headers = {"x-api-key": KEY}
+    before = api.get("/ready").json()
+    batch = [{"id": "a-1", "title": "Premier", "text": "La ratatouille se cuit lentement au four.", "date": "2025-01-02"},
+             {"text": "Second article sans identifiant.\nAvec deux lignes.", "language": "fr"}]
+    r = api.post("/articles", json=batch, headers=headers)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["added"] == ["a-1", "second-article-sans-identifiant"]
+    assert report["articles_total"] == before["articles"] + 2 and report["chunks_embedded"] >= 2
+    assert api.post("/articles", json=batch[0], headers=headers).json()["unchanged"] == ["a-1"]
+    changed = {**batch[0], "text": "La ratatouille se cuit à feu doux."}
+    assert api.post("/articles", json=changed, headers=headers).json()["replaced"] == ["a-1"]
+    listed = {a["id"]: a for a in api.get("/articles").json()}
+    assert listed["a-1"]["date"] == "2025-01-02" and listed["a-1"]["chunks"] == 1
+    one = api.get("/articles/a-1").json()
+    assert one["text"] == changed["text"] and "path" not in one
+    for article_id in ("a-1", "second-article-sans-identifiant"):
+        assert api.delete(f"/articles/{article_id}", headers=headers).json()["deleted"] == [article_id]
+    assert api.get("/articles/a-1").status_code == 404
+    gone = api.delete("/articles/a-1", headers=headers)
+    assert gone.status_code == 404 and "GET /articles" in gone.json()["error"]
+    assert api.get("/ready").json()["chunks"] == before["chunks"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"id": "bad id!", "text": "x"}, 422, ["id"]),
+    ({"text": "x", "date": "hier"}, 422, ["date"]),
+    ({"text": "  \n "}, 422, ["text"]),
+    ({"title": "no text"}, 422, ["text: Field required"]),
+    ([], 422, ["at least 1"]),
+    ({"text": "x", "body": "y"}, 422, ["body", "Extra inputs"]),
+])
+def test_bad_articles_are_refused_with_the_field(api, body, status, words):
+    r = api.post("/articles", json=body, headers={"x-api-key": KEY})
+    assert r.status_code == status, r.text
+    for word in words:
+        assert word in r.json()["error"]
+
+
+def test_a_later_article_with_the_same_id_wins(api):
+    headers = {"x-api-key": KEY}
+    r = api.post("/articles", json=[{"id": "dup", "text": "premier"}, {"id": "dup", "text": "second"}], headers=headers)
+    assert r.json()["added"] == ["dup"] and api.get("/articles/dup").json()["text"] == "second"
+    api.delete("/articles/dup", headers=headers)
+
+
+def test_ready_reports_the_index_and_backends(api):
+    ready = api.get("/ready").json()
+    assert ready["status"] == "ready" and ready["articles"] >= 1 and ready["chunks"] >= ready["articles"]
+    assert ready["model"] == "fake:64" and "extractive" in ready["backends"]
+    assert ready["manifest"]["counts"] == {"articles": ready["articles"], "chunks": ready["chunks"]}
+
+
+def test_openapi_schema_and_docs(api):
+    spec = api.get("/openapi.json").json()
+    assert {"/ask", "/ask/stream", "/articles", "/articles/{article_id}", "/health", "/ready",
+            "/v1/chat/completions", "/v1/models"} <= set(spec["paths"])
+    ask = spec["components"]["schemas"]["AskIn"]
+    assert ask["examples"] and "extractive" in ask["properties"]["backend"]["anyOf"][0]["enum"]
+    assert "text/event-stream" in spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]
+    assert {} in spec["paths"]["/ask"]["post"]["security"], "reads are open by default"
+    assert {} not in spec["paths"]["/articles"]["post"]["security"]
+    docs = api.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+
+def test_importing_the_api_loads_no_model_library():
+    """The app module stays light: models load in the lifespan, not at import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rag.api, rag.openai_compat; "
+            "print(','.join(m for m in ('torch', 'faiss', 'sentence_transformers', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,52 @@
+"""Near-miss checks: names, numbers and answer types the passages must cover."""
+import pytest
+
+from rag.coverage import has_date, has_number, missing_terms, question_names, wants_amount, wants_date
+
+PASSAGES = [
+    "Depuis 2019, Microsoft et OpenAI ont construit une relation stratégique solide, reposant sur un "
+    "investissement massif de Microsoft (estimé à 13 milliards de dollars cumulés).",
+    "OpenAI pourrait aller jusqu’à solliciter les autorités américaines pour une révision du contrat.",
+    "Face à des concurrents comme Anthropic, Mistral AI, ou Meta. Le 24 juin 2025, Sam Altman a parlé.",
+]
+
+
+@pytest.mark.parametrize("question, missing", [
+    ("Combien Google a-t-il investi dans OpenAI ?", ["Google"]),
+    ("Combien Amazon a-t-il investi dans Anthropic ?", ["Amazon"]),
+    ("How much did Google invest in Anthropic?", ["Google"]),
+    ("What did Elon Musk say about the OpenAI-Microsoft partnership?", ["Elon", "Musk"]),
+    ("Combien Microsoft a-t-il investi dans OpenAI en 2023 ?", ["2023"]),
+    ("Combien Microsoft a-t-il investi dans OpenAI ?", []),
+    ("How much has Microsoft invested in OpenAI since 2019?", []),
+    ("What could OpenAI ask the American authorities to do?", []),
+    ("Qui a fondé Mistral AI ?", []),
+    ("Que s'est-il passé le 24 juin 2025 ?", []),
+    ("Quels concurrents d’OpenAI l’article cite-t-il ?", []),
+])
+def test_missing_terms(question, missing):
+    assert missing_terms(question, PASSAGES) == missing
+
+
+def test_question_names_skip_question_words():
+    assert question_names("Pourquoi Sam Altman a-t-il parlé avec Satya Nadella ?") == ["Sam", "Altman", "Satya", "Nadella"]
+    assert question_names("Quel est le prix de l'abonnement à Copilot ?") == ["Copilot"]
+    assert question_names("Microsoft pourrait-il se passer d’OpenAI ?") == ["Microsoft", "OpenAI"]
+
+
+@pytest.mark.parametrize("question, amount, date", [
+    ("Combien d'employés compte OpenAI ?", True, False),
+    ("À combien est estimée la valorisation d'OpenAI ?", True, False),
+    ("Quel pourcentage des revenus revient à OpenAI ?", True, False),
+    ("How many users does ChatGPT have?", True, False),
+    ("Depuis quand Microsoft et OpenAI sont-ils partenaires ?", False, True),
+    ("When did Sam Altman talk with Satya Nadella?", False, True),
+    ("Pourquoi Sam Altman a-t-il parlé avec Satya Nadella ?", False, False),
+])
+def test_answer_types(question, amount, date):
+    assert wants_amount(question) is amount and wants_date(question) is date
+
+
+def test_sentence_types():
+    assert has_number("estimé à 13 milliards de dollars") and not has_number("un investissement massif")
+    assert has_date("Le 24 juin 2025, Sam Altman") and has_date("Depuis 2019, Microsoft") and not has_date("13 milliards")

@@ -1,0 +1,185 @@
+"""The web UI served for real on 127.0.0.1: Debian's Chromium driven by Playwright, and gradio_client.
+
+The server is ``ui.server.create_server_app`` (what ``make run`` serves) over the session's real pipeline,
+with the review room on a temporary copy of the eval set. Screenshots go to ``test-artifacts/``.
+Chromium comes from Debian (``make browser``, part of ``make test``); Playwright never downloads one.
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eval.dataset import EvalSet
+from tests.live_server import live_server
+from ui.server import create_server_app
+
+# Gradio's queue uses pandas options that pandas 3 deprecates; not this project's to fix.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+QUESTION = "Combien Microsoft a-t-il investi dans OpenAI ?"
+OFF_TOPIC = "Quelle est la recette de la ratatouille ?"
+WAIT = 60_000  # ms; the first answer warms the model up
+
+
+@pytest.fixture(scope="module")
+def eval_copy(tmp_path_factory) -> Path:
+    """A copy of the eval set for the review room; the repository's own file must stay as it is."""
+    repo_set = ROOT / "eval" / "items.jsonl"
+    before = repo_set.read_bytes()
+    path = tmp_path_factory.mktemp("ui-eval") / "items.jsonl"
+    shutil.copy(repo_set, path)
+    yield path
+    assert repo_set.read_bytes() == before, "the UI tests must never write the repository's eval set"
+
+
+@pytest.fixture(scope="module")
+def base_url(corpus_pipeline, eval_copy):
+    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy})
+    app = create_server_app(settings, load=lambda: corpus_pipeline)
+    with live_server(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's Chromium is missing: run `make browser` (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page_in(browser, base_url, tmp_path):
+    """A fresh page on the UI with the browser's language set to ``locale`` (the UI must follow it)."""
+    contexts = []
+
+    def open_page(locale: str):
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+        page.goto(f"{base_url}/ui/")
+        page.wait_for_selector("#question textarea")
+        title = "Interrogez les articles" if locale.startswith("fr") else "Ask the articles"
+        page.wait_for_function("t => document.querySelector('#title').innerText.trim() === t", arg=title)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def ask(page, question: str, nth: int = 0):
+    page.fill("#question textarea", question)
+    page.click("#ask")
+    answer = page.locator("#chat .rag-answer:not(.streaming)").nth(nth)
+    answer.wait_for()
+    return answer
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_chat_answers_with_highlighted_cited_sources(page_in):
+    page = page_in("fr-FR")
+    assert page.locator("#ask").inner_text().strip() == "Demander", "French from the browser's language"
+    answer = ask(page, QUESTION)
+    assert "answered" in answer.get_attribute("class")
+    assert "13 milliards" in answer.locator(".answer-text").inner_text()
+    marks = answer.locator(".sources .source mark")
+    assert marks.count() >= 1 and marks.first.inner_text().strip() in answer.locator(".answer-text").inner_text()
+    head = answer.locator(".source .source-head").first.inner_text()
+    assert "OpenAI et Microsoft" in head and "2025-06-24" in head
+    link = answer.locator("a.cite").last
+    target = link.get_attribute("data-target")
+    link.click()
+    card = page.locator(f"#{target}")
+    page.wait_for_function("id => document.getElementById(id).classList.contains('flash')", arg=target)
+    assert card.is_visible() and page.evaluate(
+        "id => { const r = document.getElementById(id).getBoundingClientRect(); "
+        "return r.top >= 0 && r.top < window.innerHeight; }", target), "the cited source is brought into view"
+    screenshot(page, "ui-chat.png")
+
+
+def test_abstention_reads_as_such_and_offers_related_passages(page_in):
+    page = page_in("en-US")
+    answer = ask(page, OFF_TOPIC)
+    assert "abstained" in answer.get_attribute("class")
+    assert answer.locator(".answer-text").inner_text().strip() == "Les articles ne le disent pas."
+    assert answer.locator(".related .source").count() >= 1
+    assert "Closest passages" in answer.locator(".related .sources-head").inner_text()
+
+
+def test_errors_are_readable_and_the_language_can_be_switched(page_in):
+    page = page_in("en-US")
+    assert page.inner_text("#title").strip() == "Ask the articles"
+    answer = ask(page, "x" * 2100)
+    text = answer.inner_text()
+    assert "error" in answer.get_attribute("class") and "limit is 2000" in text and "Traceback" not in text
+    page.locator("#lang-switch label", has_text="Français").click()
+    page.wait_for_function("() => document.querySelector('#title').innerText.includes('Interrogez')")
+    assert page.locator("#ask").inner_text().strip() == "Demander"
+    page.click("#reset")
+    page.wait_for_function("() => !document.querySelector('#chat .rag-answer')")
+
+
+def test_review_room_records_a_verdict_that_a_reload_shows(page_in, eval_copy):
+    page = page_in("en-US")
+    ask(page, QUESTION)
+    page.get_by_role("tab", name="Review room").click()
+    page.locator("#eval-table [role=gridcell]", has_text="q011").click()
+    page.locator("#item-metrics table").wait_for()
+    assert page.input_value("#item-question textarea") == QUESTION
+    assert "13 milliards" in page.inner_text("#item-answer")
+    page.locator("#verdict label", has_text="incorrect").click()
+    page.fill("#verdict-comment textarea", "cites the amount but not the year")
+    page.click("#record-verdict")
+    page.locator("#review-status", has_text="Verdict recorded").wait_for()
+    saved = EvalSet(eval_copy).get("q011").verdicts[-1]
+    assert (saved["verdict"], saved["comment"]) == ("incorrect", "cites the amount but not the year")
+    screenshot(page, "ui-review.png")
+
+    page.reload()
+    page.get_by_role("tab", name="Review room").click()
+    page.click("#f-verdict input")
+    page.get_by_role("option", name="incorrect").click()
+    page.locator("#eval-table [role=gridcell]", has_text="q001").wait_for(state="detached")
+    rows = page.locator("#eval-table [role=gridcell][data-col='0']").all_inner_texts()
+    assert [r.strip() for r in rows] == ["q011"], "after a reload the filter on verdicts finds the saved one"
+
+
+def test_review_room_adds_an_item_from_the_chat_question(page_in, eval_copy):
+    page = page_in("en-US")
+    ask(page, QUESTION)
+    page.get_by_role("tab", name="Review room").click()
+    page.click("#new-item")
+    page.click("#from-chat")
+    page.wait_for_function("q => document.querySelector('#new-question textarea').value === q", arg=QUESTION)
+    page.fill("#new-expected textarea", "13 milliards de dollars")
+    page.fill("#new-tags textarea, #new-tags input", "ui, number")
+    page.click("#add-item")
+    page.locator("#review-status", has_text="Added item").wait_for()
+    added = EvalSet(eval_copy).items()[-1]
+    assert (added.question, added.expected_answer, added.tags) == (QUESTION, "13 milliards de dollars", ("ui", "number"))
+
+
+def test_gradio_client_calls_the_chat_endpoint(base_url):
+    from gradio_client import Client
+
+    client = Client(f"{base_url}/ui/", verbose=False)
+    chat, box = client.predict(QUESTION, api_name="/chat")
+    assert box == "" and [m["role"] for m in chat] == ["user", "assistant"]
+    html = chat[-1]["content"][0]["text"]
+    assert "rag-answer answered" in html and "<mark>" in html and 'class="cite"' in html and "13 milliards" in html
+    chat, _ = client.predict(OFF_TOPIC, api_name="/chat", language="en", mode="dense", top_k=3)
+    assert "rag-answer abstained" in chat[-1]["content"][0]["text"]

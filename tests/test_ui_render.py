@@ -1,0 +1,166 @@
+"""The web UI's parts without a browser: HTML of answers, error messages, the chat handler, the review room."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eval.dataset import EvalSet
+from index.build import update_index
+from index.chunker import Chunker
+from index.embedder import FakeEmbedder
+from index.errors import BackendError, IndexMissingError, InputError
+from index.loaders import load_articles
+from index.store import IndexStore
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from ui.chat import make_respond, retrieval_modes
+from ui.i18n import LABELS, pick
+from ui.messages import error_message
+from ui.render import answer_html, cited_numbers, highlighted, sources_html
+from ui.review_data import ReviewRoom, example_questions, metrics_html, summary_html
+
+REPO_EVAL_SET = Path(__file__).resolve().parent.parent / "eval" / "items.jsonl"
+
+
+def citation(n, text, highlights=(), url=""):
+    return {"n": n, "chunk_id": f"a#{n}", "article_id": "a", "title": "Titre <b>", "date": "2025-06-24", "url": url,
+            "text": text, "start": 0, "end": len(text), "score": 0.9, "highlights": [list(h) for h in highlights]}
+
+
+def answer(text, citations, abstained=False):
+    return {"question": "q", "answer": text, "citations": citations, "abstained": abstained, "backend": "extractive",
+            "model": "m", "language": "fr", "timings_ms": {"total": 12.0}, "notes": []}
+
+
+def test_highlighted_marks_exact_spans_and_escapes():
+    text = "Avant. Microsoft <a investi> 13 milliards. Après."
+    out = highlighted(text, [(7, 42)])
+    assert out == "Avant. <mark>Microsoft &lt;a investi&gt; 13 milliards.</mark> Après."
+    assert highlighted("a\n\nb", []) == "a<br>b", "paragraph breaks cannot start a Markdown block"
+
+
+def test_answer_links_each_cited_number_to_its_card():
+    cited = citation(2, "Le texte cité. Autre.", [(0, 14)], url="https://example.org/a")
+    html = answer_html(answer("Le texte cité. [2]", [citation(1, "Non cité."), cited]), "a1", "fr")
+    assert 'data-target="a1-2"' in html and 'id="a1-2"' in html
+    assert 'id="a1-1"' not in html, "only cited passages are shown as sources"
+    assert "<mark>Le texte cité.</mark>" in html and 'href="https://example.org/a"' in html
+    assert "Titre &lt;b&gt;" in html and "\n\n" not in html
+    assert cited_numbers("a [2] b [1] c [2]") == [2, 1]
+
+
+def test_abstention_offers_closest_passages_as_related():
+    html = sources_html(answer("Les articles ne le disent pas.", [citation(n, f"P{n}.") for n in range(1, 6)],
+                               abstained=True), "a1", "en")
+    assert html.startswith('<div class="related">') and "Closest passages" in html
+    assert len(re.findall(r'class="source"', html)) == 3
+
+
+def test_unsafe_urls_are_not_linked():
+    html = sources_html(answer("x [1]", [citation(1, "x", url="javascript:alert(1)")]), "k", "en")
+    assert "javascript:" not in html
+
+
+@pytest.mark.parametrize("exc, heading", [
+    (InputError("the question is empty; ask something"), "Please check the question"),
+    (IndexMissingError("no index in var/index; run `rag index corpus/`"), "The article index is not available"),
+    (BackendError("llama.cpp at 127.0.0.1:8080 is unreachable; start it"), "The answer backend is not responding"),
+], ids=["input", "index-missing", "backend-down"])
+def test_errors_become_readable_messages(exc, heading):
+    message = error_message(exc, "en")
+    assert message.startswith(heading) and str(exc) in message
+
+
+def test_unexpected_errors_hide_the_details(caplog):
+    message = error_message(KeyError("secret internal"), "fr")
+    assert "secret" not in message and "journal" in message
+    assert "secret internal" in caplog.text, "the details go to the server log"
+
+
+def test_labels_exist_in_both_languages():
+    assert set(LABELS["en"]) == set(LABELS["fr"])
+    assert pick("fr-CA") == "fr" and pick("de-DE") == "en" and pick(None) == "en"
+    assert retrieval_modes() == ["dense", "lexical", "hybrid"]
+
+
+class RecordingPipeline:
+    """Streams a scripted answer and records the history it was given."""
+
+    def __init__(self, events):
+        self.events, self.histories = events, []
+
+    def ask_stream(self, question, history=None, **options):
+        self.histories.append(list(history))
+        yield from self.events
+
+
+def test_chat_streams_then_shows_sources_and_keeps_the_conversation():
+    done = answer("Réponse. [1]", [citation(1, "Réponse. Suite.", [(0, 8)])])
+    fake = RecordingPipeline([{"event": "citations", "data": []}, {"event": "delta", "data": {"text": "Réponse. "}},
+                              {"event": "delta", "data": {"text": "[1]"}}, {"event": "done", "data": done}])
+    respond = make_respond(lambda: fake)
+    steps = list(respond("Première ?", [], [], "fr", "extractive", 5, "hybrid"))
+    assert "Recherche dans les articles" in steps[0][0][-1]["content"]
+    assert any("Réponse. " in s[0][-1]["content"] and "streaming" in s[0][-1]["content"] for s in steps)
+    chat, box, turns = steps[-1]
+    assert "<mark>Réponse.</mark>" in chat[-1]["content"] and box == ""
+    assert turns == [{"role": "user", "content": "Première ?"}, {"role": "assistant", "content": "Réponse. [1]"}]
+    list(respond("Et ensuite ?", chat, turns, "fr", "extractive", 5, "hybrid"))
+    assert fake.histories[-1] == turns, "a follow-up question is asked with the conversation so far"
+
+
+def test_chat_shows_an_error_instead_of_a_stack_trace():
+    def broken():
+        raise IndexMissingError("no index in var/index; run `rag index corpus/`")
+        yield  # pragma: no cover
+
+    class Broken:
+        def ask_stream(self, question, **options):
+            return broken()
+
+    chat, _, turns = list(make_respond(lambda: Broken())("Q ?", [], [], "en", "", 5, "dense"))[-1]
+    assert "rag-answer error" in chat[-1]["content"] and "rag index corpus/" in chat[-1]["content"]
+    assert turns == []
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("review")
+    shutil.copy(REPO_EVAL_SET, folder / "items.jsonl")
+    settings = Settings(index_dir=folder / "index", embedding_model="fake:64", abstain_threshold=0.1)
+    emb = FakeEmbedder(64)
+    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
+    return ReviewRoom(folder / "items.jsonl", lambda: Pipeline(settings, emb, data))
+
+
+def test_review_room_filters_by_tag_verdict_and_run(room):
+    assert all("number" in row[3] for row in room.rows("en", tag="number")) and room.rows("en", tag="number")
+    item = room.evalset.items()[0]
+    room.evalset.record_verdict(item.id, "needs work", "trop long")
+    assert [r[0] for r in room.rows("en", verdict="needs work")] == [item.id]
+    assert item.id not in [r[0] for r in room.rows("en", verdict="none")]
+    run = room.run([item])
+    state = "pass" if run.results[0].ok else "fail"
+    assert [r[0] for r in room.rows("en", run=state)] == [item.id]
+    assert len(room.rows("en", run="not_run")) == len(room.evalset.items()) - 1
+    assert room.summary == {}, "a one-item run does not replace the whole-set summary"
+    html = metrics_html(room.result(item.id), "en")
+    assert ("pass" if run.results[0].ok else "fail") in html and "recall" in html
+
+
+def test_review_room_whole_run_keeps_a_summary(room):
+    items = room.evalset.items()
+    room.run(items)
+    summary = room.summary
+    assert summary["items"] == len(items) and 0 <= summary["pass_rate"] <= 1
+    assert "pass_rate" in summary_html(summary, "fr") and "Résumé" in summary_html(summary, "fr")
+    assert room.rows("en", run="not_run") == []
+
+
+def test_examples_come_from_the_eval_set(tmp_path):
+    questions = example_questions(REPO_EVAL_SET)
+    items = {i.question: i for i in EvalSet(REPO_EVAL_SET).items()}
+    assert questions and all(items[q].answerable for q in questions)
+    assert {items[q].language for q in questions} == {"fr", "en"}
+    assert example_questions(tmp_path / "missing.jsonl"), "an empty or missing set falls back to fixed examples"

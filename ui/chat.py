@@ -1,0 +1,107 @@
+"""The reader's tab: a chat whose answers stream in, each followed by its highlighted sources."""
+from __future__ import annotations
+
+import html
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+
+from rag.backends import backend_names
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from ui.i18n import t
+from ui.messages import error_message
+from ui.render import answer_html, error_html, streaming_html
+
+Relabel = list[tuple[gr.components.Component, Callable[[str], dict]]]
+HISTORY_TURNS = 6  # earlier messages passed to the pipeline with a follow-up question
+
+
+@dataclass(frozen=True)
+class ChatTab:
+    """The chat's components another tab or the language switch needs."""
+
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    backend: gr.Dropdown
+    relabel: Relabel
+
+
+def retrieval_modes() -> list[str]:
+    """The retrieval modes the settings allow (``RAG_RETRIEVAL_MODE``): dense, lexical, hybrid."""
+    return list(typing.get_args(Settings.model_fields["retrieval_mode"].annotation))
+
+
+def answer_stream(get_pipeline: Callable[[], Pipeline], question: str, turns: list[dict], language: str,
+                  options: dict) -> Iterator[tuple[str, dict | None]]:
+    """(message HTML, final answer or None) as the answer streams in; errors become a message."""
+    text = ""
+    yield streaming_html(text, language), None
+    try:
+        for event in get_pipeline().ask_stream(question, history=turns[-HISTORY_TURNS:], **options):
+            if event["event"] == "delta":
+                text += event["data"]["text"]
+                yield streaming_html(text, language), None
+            elif event["event"] == "done":
+                yield answer_html(event["data"], f"a{len(turns) // 2 + 1}", language), event["data"]
+    except Exception as exc:  # the UI's edge: every error becomes a readable message (logged if unexpected)
+        yield error_html(error_message(exc, language)), None
+
+
+def make_respond(get_pipeline: Callable[[], Pipeline]):
+    """The chat's event handler: streams (chat, box, turns) while answering ``question``."""
+
+    def respond(question: str, chat: list[dict], turns: list[dict], language: str, backend: str,
+                top_k: float, mode: str):
+        chat, turns, question = list(chat or []), list(turns or []), (question or "").strip()
+        if not question:
+            yield chat, "", turns
+            return
+        chat.append({"role": "user", "content": html.escape(question)})
+        options = {"backend": backend or None, "top_k": int(top_k) if top_k else None, "mode": mode or None}
+        for message, answer in answer_stream(get_pipeline, question, turns, language, options):
+            if answer is not None:
+                turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer["answer"]}]
+            yield [*chat, {"role": "assistant", "content": message}], "", turns
+
+    return respond
+
+
+def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, language: gr.Radio,
+                   turns: gr.State, examples: list[str]) -> ChatTab:
+    """The chat, its examples, reset button and folded settings; call inside a ``gr.Tab``."""
+    lang = language.value
+    intro = gr.Markdown(t(lang, "intro"), elem_id="chat-intro")
+    chatbot = gr.Chatbot(show_label=False, height=520, elem_id="chat", sanitize_html=False,
+                         latex_delimiters=[], feedback_options=None, buttons=["copy"], layout="bubble")
+    with gr.Row(equal_height=True):
+        box = gr.Textbox(placeholder=t(lang, "placeholder"), show_label=False, scale=6, elem_id="question",
+                         autofocus=True, max_lines=4)
+        send = gr.Button(t(lang, "send"), variant="primary", scale=1, elem_id="ask")
+        reset = gr.Button(t(lang, "reset"), scale=1, elem_id="reset")
+    samples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[q] for q in examples],
+                         label=t(lang, "examples"), elem_id="examples", samples_per_page=8)
+    with gr.Accordion(t(lang, "settings"), open=False, elem_id="chat-settings") as folded:
+        with gr.Row():
+            backend = gr.Dropdown(backend_names(), value=settings.backend, label=t(lang, "backend"),
+                                  elem_id="backend")
+            top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label=t(lang, "top_k"), elem_id="top-k")
+            mode = gr.Radio(retrieval_modes(), value=settings.retrieval_mode, label=t(lang, "mode"), elem_id="mode")
+
+    inputs = [box, chatbot, turns, language, backend, top_k, mode]
+    respond = make_respond(get_pipeline)
+    send.click(respond, inputs, [chatbot, box, turns], api_name="chat")
+    box.submit(respond, inputs, [chatbot, box, turns], api_visibility="private")
+    samples.click(lambda sample: sample[0], samples, box, api_visibility="private").then(
+        respond, inputs, [chatbot, box, turns], api_visibility="private")
+    reset.click(lambda: ([], "", []), None, [chatbot, box, turns], api_visibility="private")
+    relabel: Relabel = [
+        (intro, lambda L: gr.update(value=t(L, "intro"))), (box, lambda L: gr.update(placeholder=t(L, "placeholder"))),
+        (send, lambda L: gr.update(value=t(L, "send"))), (reset, lambda L: gr.update(value=t(L, "reset"))),
+        (samples, lambda L: gr.update(label=t(L, "examples"))), (folded, lambda L: gr.update(label=t(L, "settings"))),
+        (backend, lambda L: gr.update(label=t(L, "backend"))), (top_k, lambda L: gr.update(label=t(L, "top_k"))),
+        (mode, lambda L: gr.update(label=t(L, "mode"))),
+    ]
+    return ChatTab(chatbot, box, backend, relabel)

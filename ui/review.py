@@ -1,0 +1,264 @@
+"""The editors' review room: the eval set as a filtered table, one item's answer and metrics, verdicts, edits.
+
+Every change goes through the eval data layer (``eval.dataset.EvalSet``: locked, atomic writes) to the
+file named by ``RAG_EVAL_SET``; eval results are kept in memory for the filters and the summary.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from eval.dataset import EvalItem
+from index.lang import detect_language
+from rag.pipeline import Pipeline
+from ui.chat import Relabel
+from ui.i18n import t
+from ui.messages import error_message
+from ui.review_data import (ALL, ReviewRoom, current_answer_html, example_questions, filter_choices, headers,
+                            history_markdown, metrics_html, summary_html, verdict_choices)
+
+__all__ = ["ReviewTab", "build_review_tab", "example_questions"]
+PRIVATE = {"api_visibility": "private"}  # the review room's events are not part of the public API
+
+
+@dataclass(frozen=True)
+class ReviewTab:
+    """What the rest of the UI needs from the review room."""
+
+    room: ReviewRoom
+    relabel: Relabel
+
+
+def guarded(outputs: int):
+    """Run a handler whose first argument is the language; an error fills the status line instead."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        def run(self, language, *args, **kwargs):
+            try:
+                return handler(self, language, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- the UI's edge: shown to the editor, logged if unexpected
+                message = "⚠ " + error_message(exc, language).replace("\n", " ")
+                gr.Warning(message)
+                return (message, *[gr.update()] * (outputs - 1))
+        return run
+    return wrap
+
+
+def done(message: str) -> str:
+    """A success line for the status area (also shown as a toast)."""
+    gr.Info(message, duration=4)
+    return f"✓ {message}"
+
+
+class Handlers:
+    """The review room's event handlers. Each takes the language first and returns the status line first."""
+
+    def __init__(self, room: ReviewRoom):
+        self.room = room
+
+    def table(self, language: str, tag: str, verdict: str, run: str) -> pd.DataFrame:
+        """The filtered eval set as the table's value."""
+        return pd.DataFrame(self.room.rows(language, tag or ALL, verdict or ALL, run or ALL), columns=headers(language))
+
+    def detail(self, item: EvalItem, language: str) -> tuple:
+        """(header, question, expected, evidence, history, answer, metrics) of one item."""
+        result = self.room.result(item.id)
+        header = f"**{item.id}** · {item.language} · {', '.join(item.tags) or '—'}"
+        return (header, item.question, item.expected_answer, item.evidence, history_markdown(item, language),
+                current_answer_html(result, language), metrics_html(result, language))
+
+    @guarded(outputs=9)
+    def select(self, language, backend, evt: gr.SelectData):
+        """Show the clicked item; its answer is computed once if no run has it yet.
+
+        The table is left as it is (its "last run" column catches up with the next refresh), so that
+        it keeps its scroll position while the editor goes through the items."""
+        item = self.room.evalset.get(str(evt.row_value[0]) if evt.row_value else "")
+        if self.room.result(item.id) is None:
+            self.room.run([item], backend)
+        return ("", item.id, *self.detail(item, language))
+
+    @guarded(outputs=4)
+    def record(self, language, item_id, verdict, comment, tag, verdict_filter, run):
+        """Record the editor's verdict on the selected item."""
+        if not item_id:
+            return t(language, "select_first"), gr.update(), gr.update(), gr.update()
+        item = self.room.evalset.record_verdict(item_id, verdict or "", comment or "")
+        return (done(f"{t(language, 'recorded')}: {item.id} → {t(language, 'v_' + verdict)}"),
+                history_markdown(item, language), "", self.table(language, tag, verdict_filter, run))
+
+    @guarded(outputs=2)
+    def save(self, language, item_id, question, expected, evidence, tag, verdict, run):
+        """Save the edited question, expected answer and evidence of the selected item."""
+        if not item_id:
+            return t(language, "select_first"), gr.update()
+        item = self.room.evalset.update(item_id, question=question or "", expected_answer=expected or "",
+                                        evidence=evidence or "")
+        return done(f"{t(language, 'saved')}: {item.id}"), self.table(language, tag, verdict, run)
+
+    @guarded(outputs=4)
+    def run_item(self, language, item_id, backend, tag, verdict, run):
+        """Run the eval on the selected item and show its answer and metrics."""
+        if not item_id:
+            return t(language, "select_first"), gr.update(), gr.update(), gr.update()
+        self.room.run([self.room.evalset.get(item_id)], backend)
+        result = self.room.result(item_id)
+        return (done(f"{t(language, 'ran')} {item_id}: {t(language, 'pass' if result['ok'] else 'fail')}"),
+                current_answer_html(result, language), metrics_html(result, language),
+                self.table(language, tag, verdict, run))
+
+    @guarded(outputs=5)
+    def run_all(self, language, item_id, backend, tag, verdict, run, progress=gr.Progress()):
+        """Run the eval on the whole set; show the summary and refresh the selected item."""
+        items = self.room.evalset.items()
+        self.room.run(items, backend, progress=lambda i, n: progress((i, n), desc=t(language, "running")))
+        result = self.room.result(item_id) if item_id else None
+        keep = gr.update()
+        return (done(f"{t(language, 'ran')} {len(items)} {t(language, 'items')}"),
+                summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
+                current_answer_html(result, language) if result else keep, metrics_html(result, language) if result else keep)
+
+    @guarded(outputs=7)
+    def add(self, language, question, expected, evidence, answerable, item_language, tags, tag, verdict, run):
+        """Add a new item (its id is the next free one) and clear the form."""
+        item = self.room.evalset.add(EvalItem("", question or "", expected or "", evidence or "", bool(answerable),
+                                              item_language or "fr",
+                                              tuple(x.strip() for x in (tags or "").split(",") if x.strip())))
+        return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run),
+                gr.update(choices=filter_choices(language, self.room.tags())["tag"]), "", "", "", "")
+
+    @staticmethod
+    def from_chat(turns: list[dict]):
+        """The last question asked in the chat, and its language, for the new-item form."""
+        asked = [m["content"] for m in turns or [] if m["role"] == "user"]
+        if not asked:
+            return gr.update(), gr.update()
+        return asked[-1], detect_language(asked[-1], default="fr")
+
+
+@dataclass(frozen=True)
+class View:
+    """The review room's components."""
+
+    intro: gr.Markdown
+    status: gr.Markdown
+    filters: tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]
+    refresh: gr.Button
+    grid: gr.Dataframe
+    selected: gr.State
+    item: dict  # header, question, expected, evidence, save, verdict, comment, record, history
+    result: dict  # answer_label, answer, metrics_label, metrics, run_item
+    run_all: gr.Button
+    summary: gr.HTML
+    adder: dict  # accordion, from_chat, question, expected, evidence, answerable, language, tags, add
+
+
+def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
+    choices = filter_choices(lang, room.tags())
+    intro = gr.Markdown(t(lang, "review_intro"))
+    status = gr.Markdown("", elem_id="review-status")
+    with gr.Row(equal_height=True):
+        filters = (gr.Dropdown(choices["tag"], value=ALL, label=t(lang, "f_tag"), elem_id="f-tag", scale=2),
+                   gr.Dropdown(choices["verdict"], value=ALL, label=t(lang, "f_verdict"), elem_id="f-verdict", scale=2),
+                   gr.Dropdown(choices["run"], value=ALL, label=t(lang, "f_run"), elem_id="f-run", scale=2))
+        refresh = gr.Button(t(lang, "refresh"), elem_id="refresh", scale=1, size="sm")
+        run_all = gr.Button(t(lang, "run_all"), elem_id="run-all", scale=1, size="sm")
+    summary = gr.HTML(summary_html(room.summary, lang), elem_id="run-summary")
+    grid = gr.Dataframe(handlers.table(lang, ALL, ALL, ALL), interactive=False, wrap=True, max_height=330,
+                        elem_id="eval-table", column_widths=["8%", "44%", "7%", "15%", "9%", "9%", "8%"])
+    with gr.Row():
+        with gr.Column(scale=1):
+            item = _item_panel(lang)
+        with gr.Column(scale=1):
+            result = {"answer_label": gr.Markdown(f"**{t(lang, 'current')}**"), "answer": gr.HTML("", elem_id="item-answer"),
+                      "metrics_label": gr.Markdown(f"**{t(lang, 'metrics')}**"),
+                      "metrics": gr.HTML("", elem_id="item-metrics"),
+                      "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
+    return View(intro, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, _adder(lang))
+
+
+def _item_panel(lang: str) -> dict:
+    return {"header": gr.Markdown(t(lang, "pick"), elem_id="item-header"),
+            "question": gr.Textbox(label=t(lang, "question"), lines=2, elem_id="item-question"),
+            "expected": gr.Textbox(label=t(lang, "expected"), lines=3, elem_id="item-expected"),
+            "evidence": gr.Textbox(label=t(lang, "evidence"), lines=3, elem_id="item-evidence"),
+            "save": gr.Button(t(lang, "save"), elem_id="save-item"),
+            "verdict": gr.Radio(verdict_choices(lang), label=t(lang, "verdict"), elem_id="verdict"),
+            "comment": gr.Textbox(label=t(lang, "comment"), lines=2, elem_id="verdict-comment"),
+            "record": gr.Button(t(lang, "record"), variant="primary", elem_id="record-verdict"),
+            "history": gr.Markdown("", elem_id="verdict-history")}
+
+
+def _adder(lang: str) -> dict:
+    with gr.Accordion(t(lang, "new_item"), open=False, elem_id="new-item") as accordion:
+        parts = {"accordion": accordion, "from_chat": gr.Button(t(lang, "from_chat"), size="sm", elem_id="from-chat"),
+                 "question": gr.Textbox(label=t(lang, "question"), lines=2, elem_id="new-question"),
+                 "expected": gr.Textbox(label=t(lang, "expected"), lines=2, elem_id="new-expected"),
+                 "evidence": gr.Textbox(label=t(lang, "evidence"), lines=2, elem_id="new-evidence")}
+        with gr.Row():
+            parts |= {"answerable": gr.Checkbox(True, label=t(lang, "answerable"), elem_id="new-answerable"),
+                      "language": gr.Dropdown(["fr", "en"], value="fr", label=t(lang, "item_lang"), elem_id="new-language"),
+                      "tags": gr.Textbox(label=t(lang, "tags"), elem_id="new-tags")}
+        parts["add"] = gr.Button(t(lang, "add"), variant="primary", elem_id="add-item")
+    return parts
+
+
+def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr.Dropdown) -> None:
+    i, r, a, filters = v.item, v.result, v.adder, list(v.filters)
+    for trigger in (*filters, language):
+        trigger.change(h.table, [language, *filters], v.grid, **PRIVATE)
+    v.refresh.click(h.table, [language, *filters], v.grid, **PRIVATE).then(
+        lambda L: gr.update(choices=filter_choices(L, h.room.tags())["tag"]), language, v.filters[0], **PRIVATE)
+    details = [i["header"], i["question"], i["expected"], i["evidence"], i["history"], r["answer"], r["metrics"]]
+    v.grid.select(h.select, [language, backend], [v.status, v.selected, *details], **PRIVATE)
+    i["record"].click(h.record, [language, v.selected, i["verdict"], i["comment"], *filters],
+                      [v.status, i["history"], i["comment"], v.grid], **PRIVATE)
+    i["save"].click(h.save, [language, v.selected, i["question"], i["expected"], i["evidence"], *filters],
+                    [v.status, v.grid], **PRIVATE)
+    r["run_item"].click(h.run_item, [language, v.selected, backend, *filters],
+                        [v.status, r["answer"], r["metrics"], v.grid], **PRIVATE)
+    v.run_all.click(h.run_all, [language, v.selected, backend, *filters],
+                    [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE)
+    a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
+    a["add"].click(h.add, [language, *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")],
+                           *filters], [v.status, v.grid, v.filters[0], a["question"], a["expected"], a["evidence"], a["tags"]],
+                   **PRIVATE)
+
+
+def _relabel(v: View, room: ReviewRoom) -> Relabel:
+    def label(key):
+        return lambda L: gr.update(label=t(L, key))
+
+    def value(key, fmt="{}"):
+        return lambda L: gr.update(value=fmt.format(t(L, key)))
+
+    def choices(n, key):
+        return lambda L: gr.update(label=t(L, key), choices=list(filter_choices(L, room.tags()).values())[n])
+
+    i, r, a = v.item, v.result, v.adder
+    return [(v.intro, value("review_intro")), (v.filters[0], choices(0, "f_tag")), (v.filters[1], choices(1, "f_verdict")),
+            (v.filters[2], choices(2, "f_run")), (v.refresh, value("refresh")), (i["question"], label("question")),
+            (i["expected"], label("expected")), (i["evidence"], label("evidence")), (i["save"], value("save")),
+            (i["verdict"], lambda L: gr.update(label=t(L, "verdict"), choices=verdict_choices(L))),
+            (i["comment"], label("comment")), (i["record"], value("record")),
+            (r["answer_label"], value("current", "**{}**")), (r["metrics_label"], value("metrics", "**{}**")),
+            (r["run_item"], value("run_item")), (v.run_all, value("run_all")),
+            (v.summary, lambda L: gr.update(value=summary_html(room.summary, L))),
+            (a["accordion"], label("new_item")), (a["from_chat"], value("from_chat")), (a["question"], label("question")),
+            (a["expected"], label("expected")), (a["evidence"], label("evidence")), (a["answerable"], label("answerable")),
+            (a["language"], label("item_lang")), (a["tags"], label("tags")), (a["add"], value("add"))]
+
+
+def build_review_tab(get_pipeline: Callable[[], Pipeline], eval_path: Path | None, language: gr.Radio,
+                     turns: gr.State, backend: gr.Dropdown) -> ReviewTab:
+    """The review room over the eval set at ``eval_path``; call inside a ``gr.Tab``."""
+    room = ReviewRoom(eval_path, get_pipeline)
+    handlers = Handlers(room)
+    view = _layout(room, handlers, language.value)
+    _wire(view, handlers, language, turns, backend)
+    return ReviewTab(room, _relabel(view, room))

@@ -1,0 +1,164 @@
+"""What the review room shows, without Gradio: the eval set's rows and filters, the last run, item details."""
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from eval.dataset import VERDICTS, EvalItem, EvalSet
+from eval.runner import EvalRun, run_eval
+from rag.pipeline import Pipeline
+from ui.i18n import t
+from ui.render import answer_html
+
+ALL = ""  # the filter value that keeps everything
+NO_VERDICT = "none"
+RUN_STATES = ("pass", "fail", "not_run")
+FALLBACK_EXAMPLES = [
+    "Combien Microsoft a-t-il investi dans OpenAI ?",
+    "Pourquoi Sam Altman s'est-il entretenu avec Satya Nadella ?",
+    "What could OpenAI ask the US authorities to do?",
+]
+
+
+class ReviewRoom:
+    """The eval set an editor works on, and the results of the last eval runs (kept in memory)."""
+
+    def __init__(self, eval_path: Path | str | None, get_pipeline: Callable[[], Pipeline]):
+        self.evalset, self.get_pipeline = EvalSet(eval_path), get_pipeline
+        self._results: dict[str, dict] = {}
+        self._summary: dict = {}
+        self._lock = threading.Lock()
+
+    def result(self, item_id: str) -> dict | None:
+        """The last run's result for an item (``ItemResult.to_dict()``), if it was run."""
+        with self._lock:
+            return self._results.get(item_id)
+
+    @property
+    def summary(self) -> dict:
+        """The summary of the last run over the whole set (empty before one)."""
+        with self._lock:
+            return dict(self._summary)
+
+    def run(self, items: list[EvalItem], backend: str | None = None, progress=None) -> EvalRun:
+        """Run the eval on ``items`` and keep each result; a whole-set run also keeps the summary."""
+        run = run_eval(self.get_pipeline(), items, backend=backend or None, progress=progress)
+        whole = {i.id for i in items} >= {i.id for i in self.evalset.items()}
+        with self._lock:
+            self._results.update({r.item_id: r.to_dict() for r in run.results})
+            if whole:
+                self._summary = {**run.summary, "meta": dict(run.meta)}
+        return run
+
+    def run_state(self, item_id: str) -> str:
+        """"pass", "fail" or "not_run" for the item's last result."""
+        result = self.result(item_id)
+        return "not_run" if result is None else "pass" if result["ok"] else "fail"
+
+    def rows(self, language: str, tag: str = ALL, verdict: str = ALL, run: str = ALL) -> list[list]:
+        """Table rows (id, question, language, tags, answerable, last verdict, last run) that pass the filters."""
+        rows = []
+        for item in self.evalset.items():
+            last = last_verdict(item)
+            state = self.run_state(item.id)
+            if (tag and tag not in item.tags) or (verdict and (last or NO_VERDICT) != verdict) or (run and state != run):
+                continue
+            rows.append([item.id, item.question, item.language, ", ".join(item.tags),
+                         t(language, "yes" if item.answerable else "no"),
+                         t(language, f"v_{last}") if last else "", t(language, state)])
+        return rows
+
+    def tags(self) -> list[str]:
+        """Every tag used in the set, sorted."""
+        return sorted({tag for item in self.evalset.items() for tag in item.tags})
+
+
+def last_verdict(item: EvalItem) -> str:
+    """The item's most recent verdict ("" when it has none)."""
+    return item.verdicts[-1]["verdict"] if item.verdicts else ""
+
+
+def headers(language: str) -> list[str]:
+    """The table's column names."""
+    return [t(language, k) for k in ("c_id", "c_question", "c_lang", "c_tags", "c_answerable", "c_verdict", "c_run")]
+
+
+def filter_choices(language: str, tags: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(label, value) choices of the three filters."""
+    every = (t(language, "all"), ALL)
+    return {"tag": [every, *[(tag, tag) for tag in tags]],
+            "verdict": [every, (t(language, "none"), NO_VERDICT), *[(t(language, f"v_{v}"), v) for v in VERDICTS]],
+            "run": [every, *[(t(language, s), s) for s in RUN_STATES]]}
+
+
+def verdict_choices(language: str) -> list[tuple[str, str]]:
+    """(label, value) choices of the verdict buttons."""
+    return [(t(language, f"v_{v}"), v) for v in VERDICTS]
+
+
+def history_markdown(item: EvalItem, language: str) -> str:
+    """The item's verdicts, newest first."""
+    if not item.verdicts:
+        return f"_{t(language, 'history')}: {t(language, 'none')}_"
+    lines = [f"**{t(language, 'history')}**"]
+    for v in reversed(item.verdicts):
+        comment = f" — {_md(v['comment'])}" if v.get("comment") else ""
+        lines.append(f"- `{v.get('at', '')}` **{t(language, 'v_' + v['verdict'])}**{comment}")
+    return "\n".join(lines)
+
+
+def metrics_html(result: dict | None, language: str) -> str:
+    """The metric values of one result, each with its pass mark, and whether the item passed overall."""
+    if result is None:
+        return f'<div class="metrics empty">{html.escape(t(language, "no_run"))}</div>'
+    marks = {True: "✓", False: "✗", None: ""}
+    rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{_number(v)}</td><td>{marks[result['passed'].get(m)]}</td></tr>"
+                   for m, v in result["metrics"].items() if v is not None)
+    verdict = t(language, "pass" if result["ok"] else "fail")
+    return (f'<div class="metrics"><div class="overall {"ok" if result["ok"] else "ko"}">{html.escape(verdict)}</div>'
+            f'<table><tr><th>{t(language, "metric")}</th><th>{t(language, "value")}</th><th></th></tr>{rows}</table></div>')
+
+
+def current_answer_html(result: dict | None, language: str) -> str:
+    """The system's answer from the last run of the item, with its sources."""
+    if result is None:
+        return ""
+    return answer_html(result["answer"], f"rv-{result['item_id']}", language)
+
+
+def summary_html(summary: dict, language: str) -> str:
+    """The last whole-set run: what was run, then each metric's value as a compact grid."""
+    if not summary:
+        return f'<div class="run-summary empty">{html.escape(t(language, "no_run"))}</div>'
+    meta = summary.get("meta", {})
+    what = " · ".join(f"{html.escape(str(k))} {_number(v)}" for k, v in meta.items())
+    cells = "".join(f'<div class="cell"><span class="k">{html.escape(k)}</span><span class="v">{_number(v)}</span></div>'
+                    for k, v in summary.items() if k != "meta")
+    return (f'<div class="run-summary"><div class="head">{html.escape(t(language, "summary"))}</div>'
+            f'<div class="meta">{what}</div><div class="grid">{cells}</div></div>')
+
+
+def example_questions(eval_path: Path | str | None, per_language: int = 3) -> list[str]:
+    """Questions for readers to start with: the first answerable items of the eval set in each language."""
+    from index.errors import RagError
+
+    try:
+        items = EvalSet(eval_path).items()
+    except RagError:
+        return FALLBACK_EXAMPLES
+    picked: dict[str, list[str]] = {}
+    for item in items:
+        if item.answerable and len(picked.setdefault(item.language, [])) < per_language:
+            picked[item.language].append(item.question)
+    return [q for questions in picked.values() for q in questions] or FALLBACK_EXAMPLES
+
+
+def _number(value) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else html.escape(str(value))
+
+
+def _md(text: str) -> str:
+    """Text shown literally in Markdown."""
+    return html.escape(text).replace("\n", " ").replace("*", r"\*").replace("_", r"\_").replace("`", r"\`")
