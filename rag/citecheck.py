@@ -160,7 +160,7 @@ class CitationChecker:
         """The sentence with verified citations, or None when it is dropped."""
         cited = [int(x) for m in MARK.finditer(raw) for x in re.findall(r"\d+", m.group(1))]
         body = re.sub(r"\s+([.,;:!?…])", r"\1", MARK.sub("", raw)).strip()
-        if not _WORD.search(body):
+        if not _WORD.search(body) or re.fullmatch(r"\d{1,2}[.)]", body):  # bare marks or a list number
             return None
         if is_abstention(body):
             return body

@@ -75,6 +75,11 @@ def test_flag_mode_keeps_unsupported_sentences_and_says_so():
     assert "sentence 2 is not supported by the passages (flagged)" in result.notes[0]
 
 
+def test_list_numbers_are_not_sentences(verifier):
+    result = check(verifier, f"1. {MS} [1]\n2. {RATA} [2]")
+    assert result.text == f"{MS} [1] {RATA} [2]" and not result.notes
+
+
 def test_abstention_needs_no_citation(verifier):
     result = check(verifier, f"{MS} [1] Les articles ne disent pas pourquoi.")
     assert result.text == f"{MS} [1] Les articles ne disent pas pourquoi." and not result.notes
