@@ -31,7 +31,7 @@ SSE_EXAMPLE = ('event: citations\ndata: [{"n": 1, "chunk_id": "a#1", ...}]\n\n'
                'event: done\ndata: {"answer": "...", "timings_ms": {...}, ...}\n\n')
 SSE_EVENT = {"type": "object", "description": "One event; `data` is JSON (`done` carries the whole answer)",
              "required": ["event", "data"],
-             "properties": {"event": {"type": "string", "enum": ["citations", "delta", "done", "error"]},
+             "properties": {"event": {"type": "string", "enum": ["citations", "delta", "reset", "done", "error"]},
                             "data": {"type": "string", "contentMediaType": "application/json"}}}
 ASK_RESPONSES = {200: {"model": AskOut, "description": "The answer as JSON, or as Server-Sent Events with `stream`",
                        "content": {"text/event-stream": {"schema": SSE_EVENT, "example": SSE_EXAMPLE}}},

@@ -150,6 +150,8 @@ def _cmd_ask(args) -> int:
             print(f"[{c.n}] {where} — score {c.score:.3f}, chars {c.start}-{c.end}")
             snippet = " ".join(c.text[h[0]:h[1]] for h in c.highlights) or c.text
             print(textwrap.indent(textwrap.fill(snippet, 100), "    "))
+    for note in answer.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"\n({answer.backend}, {answer.timings_ms['total']:.0f} ms)", file=sys.stderr)
     return 0
 

@@ -70,6 +70,12 @@ class Pipeline:
             retrieval.lexical  # noqa: B018 (loads it)
         return _State(data, retrieval)
 
+    def warm_up(self) -> None:
+        """Run one question through the default backend so the first reader does not wait for
+        torch's lazy start-up or the sentence cache (a server calls this once it has loaded)."""
+        if len(self.data):
+            self.ask(self.data.chunks[0].title or self.data.chunks[0].text[:200])
+
     def backend(self, name: str | None = None) -> Backend:
         """The named backend (default from settings), created once."""
         name = name or self.settings.backend

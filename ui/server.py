@@ -16,9 +16,15 @@ def create_server_app(settings: Settings, sync: bool = True, on_ready=None, load
 
     ``load`` builds the pipeline at start-up (default: from ``settings``); tests hand in a ready one.
     """
-    app = create_app(load or (lambda: load_pipeline(settings, sync=sync, progress=True)), on_ready)
+    app = create_app(load or (lambda: _loaded(settings, sync)), on_ready, settings=settings)
     ui = build_ui(lambda: app.state.pipeline, language=language, settings=settings, eval_path=settings.eval_set)
     return gr.mount_gradio_app(app, ui, path="/ui", **mount_options())
+
+
+def _loaded(settings: Settings, sync: bool):
+    pipeline = load_pipeline(settings, sync=sync, progress=True)
+    pipeline.warm_up()
+    return pipeline
 
 
 def serve(settings: Settings, host: str, port: int, sync: bool = True) -> None:
