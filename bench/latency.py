@@ -96,7 +96,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--source", type=Path, default=PIAF, help="SQuAD file giving sentences and questions")
     parser.add_argument("--hnsw", action="store_true", help="also measure HNSW recall against exact search")
+    parser.add_argument("--faiss-threads", type=int, default=0, help="OpenMP threads for FAISS (default: its own)")
+    parser.add_argument("--torch-threads", type=int, default=0, help="threads for the query embedding (default: torch's)")
     args = parser.parse_args()
+    _set_threads(args.faiss_threads, args.torch_threads)
     rng = np.random.default_rng(0)
     settings = get_settings()
     embedder = make_embedder(settings)
@@ -128,7 +131,8 @@ def main() -> None:
             rows[mode].append(1000 * (time.perf_counter() - mark))
         rows["total (embed + hybrid)"].append(rows["embed"][-1] + rows["hybrid"][-1])
     print(f"{args.queries} PIAF questions, top_k {settings.top_k}, fusion {settings.fusion}, "
-          f"candidates {settings.fusion_candidates}; torch threads {_threads()}")
+          f"candidates {settings.fusion_candidates}; threads: torch {_threads()[0]}, FAISS {_threads()[1]}; "
+          f"load average {open('/proc/loadavg').read().split()[0]}")
     for name, ms in rows.items():
         print(f"  {name:24s} {percentiles(ms)}")
     if args.hnsw:  # queries near the synthetic passages, as real questions are near real ones
@@ -136,10 +140,21 @@ def main() -> None:
         print(hnsw_recall(vectors, data.faiss, (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)))
 
 
-def _threads() -> int:
+def _threads() -> tuple[int, int]:
+    import faiss
     import torch
 
-    return torch.get_num_threads()
+    return torch.get_num_threads(), faiss.omp_get_max_threads()
+
+
+def _set_threads(faiss_threads: int, torch_threads: int) -> None:
+    import faiss
+    import torch
+
+    if faiss_threads:
+        faiss.omp_set_num_threads(faiss_threads)
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
 
 
 if __name__ == "__main__":

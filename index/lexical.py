@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import re
-import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ from index.errors import IndexMismatchError
 from index.lang import detect_language
 from index.types import Chunk
 
+log = logging.getLogger("index")
 FILENAME = "lexical.npz"
 ANALYZER_VERSION = 1
 K1, B, METHOD = 0.9, 0.4, "lucene"  # Anserini's defaults; on PIAF better than 1.2/0.75 and 1.5/0.75 (README)
@@ -263,6 +264,5 @@ def load_lexical(data) -> LexicalIndex:
     if index is not None and index.matches(data.chunks):
         return index
     if path is not None:
-        print(f"note: {path} missing or stale; BM25 built in memory (`rag index --rebuild corpus/` stores it)",
-              file=sys.stderr)
+        log.warning("%s missing or stale; BM25 built in memory (`rag index --rebuild corpus/` stores it)", path)
     return LexicalIndex.build(data.chunks)

@@ -130,7 +130,7 @@ def test_incremental_add_and_delete_keep_dense_and_lexical_in_step(store, monkey
         np.testing.assert_allclose(lexical.scores(question), fresh.scores(question), rtol=1e-6)
 
 
-def test_missing_lexical_file_is_built_in_memory(store, capsys):
+def test_missing_lexical_file_is_built_in_memory(store, caplog):
     data, _ = update_index(store, FakeEmbedder(32), Chunker(), [article(1, TEXTS[1])])  # no writer: older index
     lexical = load_lexical(data)
-    assert lexical.matches(data.chunks) and "rebuild" in capsys.readouterr().err
+    assert lexical.matches(data.chunks) and "rebuild" in caplog.text
