@@ -23,7 +23,7 @@ from rag.coverage import has_date, has_number, wants_amount, wants_date
 from rag.text import content_terms, sentence_spans
 
 LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
-FOLLOW_MARGIN = 0.03  # a further sentence must score within this of the best one
+FOLLOW_MARGIN = 0.02  # a further sentence must score within this of the best one
 REDUNDANT = 0.93  # cosine above which two sentences say the same thing
 LANGUAGE_MARGIN = 0.05
 TYPE_MARGIN = 0.05  # a sentence of the asked type (amount, date) must score within this of the best
