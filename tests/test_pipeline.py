@@ -5,24 +5,19 @@ import pytest
 
 from index.build import update_index
 from index.chunker import Chunker
-from index.embedder import FakeEmbedder
 from index.errors import InputError, UnknownNameError
-from index.loaders import load_articles
 from index.store import IndexStore
 from rag.backends import Request, backend_names, get_backend
 from rag.pipeline import Pipeline
 from rag.retriever import DenseRetriever
-from rag.settings import Settings
+from tests.fakes import fake_corpus_pipeline
 from tests import fakes  # noqa: F401  (registers the scripted backend)
 from tests.openai_stub import OpenAIStub, contract_settings
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    settings = Settings(index_dir=tmp_path_factory.mktemp("idx"), embedding_model="fake:64", abstain_threshold=0.1)
-    emb = FakeEmbedder(64)
-    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
-    return Pipeline(settings, emb, data)
+    return fake_corpus_pipeline(tmp_path_factory.mktemp("idx"))
 
 
 def test_answer_cites_retrieved_passages(pipeline):

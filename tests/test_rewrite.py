@@ -1,16 +1,11 @@
 """Follow-up questions made standalone: the documented heuristic, the model path and its fallback."""
 import pytest
 
-from index.build import update_index
-from index.chunker import Chunker
-from index.embedder import FakeEmbedder
 from index.errors import BackendError
-from index.loaders import load_articles
-from index.store import IndexStore
 from rag.backends.chat import Completion
 from rag.pipeline import Pipeline
 from rag.rewrite import heuristic, last_question, rewrite
-from rag.settings import Settings
+from tests.fakes import fake_corpus_pipeline
 
 MS = "Combien Microsoft a-t-il investi dans OpenAI ?"
 
@@ -73,10 +68,7 @@ def test_the_heuristic_takes_over_when_the_model_fails(chat):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    settings = Settings(index_dir=tmp_path_factory.mktemp("idx"), embedding_model="fake:64", abstain_threshold=0.1)
-    emb = FakeEmbedder(64)
-    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
-    return Pipeline(settings, emb, data)
+    return fake_corpus_pipeline(tmp_path_factory.mktemp("idx"))
 
 
 def test_pipeline_rewrites_before_retrieval(pipeline):
