@@ -133,8 +133,18 @@ def _item_html(result: dict) -> str:
             f"{_e(result['item_id'])} — {_e(item['question'])} {tags}</summary>"
             f"<p><b>Expected</b>{'' if item['answerable'] else ' (unanswerable)'}: {_e(item['expected_answer'])}</p>"
             f"<p><b>Answer</b>{' (abstained)' if answer['abstained'] else ''}: {_e(answer['answer'])}</p>"
-            f"<p><b>Evidence</b>: {_e(item.get('evidence') or '—')}</p>"
+            f"{_reading_html(answer)}<p><b>Evidence</b>: {_e(item.get('evidence') or '—')}</p>"
             f"<table class='metrics'>{metrics}</table><div class='sources'>{sources}</div></details>")
+
+
+def _reading_html(answer: dict) -> str:
+    """The reader's span and confidence, or for an abstention the best span it rejected."""
+    r = answer.get("reading") or {}
+    if not r.get("text"):
+        return ""
+    verdict = "span" if r.get("accepted") and not answer["abstained"] else "best rejected span"
+    return (f"<p><b>Reader</b>: {verdict} «{_e(r['text'])}» [{_e(r.get('n'))}], confidence "
+            f"{_num(r.get('confidence'))} (threshold {_num(r.get('threshold'))})</p>")
 
 
 def _source_html(citation: dict, evidence: str, cited: bool) -> str:

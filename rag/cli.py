@@ -61,7 +61,38 @@ def _parser() -> argparse.ArgumentParser:
     evals = sub.add_parser("eval", help="measure retrieval and answers").add_subparsers(title="evaluations")
     _add_eval_retrieval(evals)
     _add_eval_answers(evals)
+    _add_eval_reader(evals)
+    _add_train(sub)
     return parser
+
+
+PIAF = "../shared/datasets/piaf-v1.0/piaf-v1.0.json"
+
+
+def _add_train(sub) -> None:
+    """``rag train reader``: fine-tune the reader on PIAF's training part (see rag/reader/train.py)."""
+    trains = sub.add_parser("train", help="train the project's models").add_subparsers(title="models")
+    p = trains.add_parser("reader", help="fine-tune the answer reader (about 40 min on 2 cores)")
+    p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"SQuAD-format training data (default {PIAF})")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write the weights and manifest "
+                   "(default: rag/reader/weights, the shipped reader)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 13)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 2)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
+    p.set_defaults(func=_cmd_train_reader)
+
+
+def _add_eval_reader(evals) -> None:
+    """``rag eval reader``: the reader end to end on PIAF's held-out articles."""
+    p = evals.add_parser("reader", help="reader on PIAF's held-out articles, with and without each question's article")
+    p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"the SQuAD file the reader was trained from (default {PIAF})")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N held-out questions")
+    p.add_argument("--min-answered", type=float, default=0.95, metavar="RATE",
+                   help="report the reader threshold that answers RATE of the answerable questions (default 0.95)")
+    p.add_argument("--out", default="var/eval", metavar="DIR", help="folder for the per-question records (JSON)")
+    p.add_argument("--record", action="store_true", help="write the threshold and metrics into the shipped manifest")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_eval_reader)
 
 
 def _add_eval_answers(evals) -> None:
@@ -192,6 +223,48 @@ def _cmd_eval_calibrate(args) -> int:
                        index_dir=args.index_dir, limit=args.limit, min_answered=args.min_answered)
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_calibration(result))
     return 0
+
+
+def _cmd_train_reader(args) -> int:
+    from pathlib import Path
+
+    from index.e5convert import ensure_converted
+    from rag.reader.reader import WEIGHTS_DIR
+    from rag.reader.train import EPOCHS, SEED, train
+
+    squad = Path(args.squad)
+    if not squad.is_file():
+        raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE (PIAF v1.0 is in ../shared/datasets)")
+    base = ensure_converted(_settings().cache_dir / "models")
+    train(squad, base, Path(args.out or WEIGHTS_DIR), seed=SEED if args.seed is None else args.seed,
+          epochs=args.epochs or EPOCHS, limit=args.limit)
+    return 0
+
+
+def _cmd_eval_reader(args) -> int:
+    from pathlib import Path
+
+    from eval.reader import format_summary, record, run, summarise
+
+    settings = _settings()
+    squad = Path(args.squad)
+    if not squad.is_file():
+        raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE")
+    records = run(squad, settings, args.limit, progress=_progress)
+    summary = summarise(records, settings.abstain_threshold, args.min_answered)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reader-held-out.json").write_text(json.dumps({"summary": summary, "records": records},
+                                                         ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.record:
+        record(summary)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty() or done == total or done % 50 == 0:
+        print(f"{done}/{total} questions", file=sys.stderr, flush=True)
 
 
 def _cmd_serve(args) -> int:

@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from index.errors import InputError
 from index.lang import detect_language
@@ -156,11 +156,22 @@ class Pipeline:
             generation = Generation("", abstained=True, notes=[
                 f"the retrieved passages never mention {', '.join(missing)}"])
         elif best >= self.settings.abstain_threshold:
-            generation = self.guard.generate(turn.backend, Request(
-                turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences, on_delta,
-                turn.vector))
+            request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
+                              on_delta, turn.vector)
+            generation = self._reader_gate(turn.backend, request) or self.guard.generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
         return generation
+
+    def _reader_gate(self, backend: Backend, request: Request) -> Generation | None:
+        """For a generative backend: an abstention when the reader finds no answer in any passage, so
+        the question is never sent to the model (None: let the model answer)."""
+        if not self.settings.reader_gate or backend.name in ("reader", "extractive"):
+            return None
+        verdict = self.backend("reader").generate(replace(request, on_delta=None))
+        if not verdict.abstained:
+            return None
+        return Generation("", abstained=True, model=verdict.model, reading=verdict.reading, notes=[
+            *verdict.notes, f"the reader found no answer in any passage; the question was not sent to {backend.name}"])
 
     def _finish(self, turn: "_Turn", generation: Generation | None) -> Answer:
         turn.timings["total"] = _ms(turn.started)
@@ -178,6 +189,8 @@ class Pipeline:
             backend=self.settings.fallback_backend if fallback_from else turn.backend.name,
             model=(generation.model if generation and generation.model else self.embedder.name),
             language=turn.language, timings_ms=dict(turn.timings), notes=notes, fallback_from=fallback_from,
+            evidence=round(best, 4) if best > float("-inf") else None,
+            reading=dict(generation.reading) if generation else {},
         )
 
     def check_question(self, question: str) -> str:

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(48, ge=0, le=1024, description="Tokens shared by neighbouring chunks")
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the backend")
-    backend: str = Field("extractive", description="Answer backend: extractive, ...")
+    backend: str = Field("extractive", description="Answer backend: extractive (default), reader, openai, llamacpp")
+    read_windows: int = Field(4, ge=1, le=32, description="Passage windows the reader reads per question")
+    reader_threshold: float | None = Field(None, ge=0, le=1, description="Reader confidence below which it "
+                                           "abstains; default: the calibrated value in its manifest")
     abstain_threshold: float = Field(0.818, description="Below this evidence (best dense cosine among the passages) "
                                      "the answer abstains; from `rag eval calibrate` on PIAF (README)")
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = Field("hybrid", description="dense, lexical (BM25) or hybrid")
@@ -41,6 +44,8 @@ class Settings(BaseSettings):
     rerank_model: str = Field("", description="CrossEncoder name or path to rerank with; empty = no rerank")
     rerank_depth: int = Field(20, ge=1, le=200, description="Passages the reranker (or MMR) reorders")
     mmr_lambda: float = Field(1.0, ge=0, le=1, description="MMR relevance weight; 1 = MMR off")
+    reader_gate: bool = Field(False, description="Generative backends: do not send a question to the model when "
+                              "the reader finds no answer in any passage (the answer abstains)")
     answer_sentences: int = Field(3, ge=1, le=10, description="Sentences the extractive backend returns at most")
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     # Generative backends (openai, llamacpp); see README "Generative backends".

@@ -58,10 +58,14 @@ class Answer:
     timings_ms: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fallback_from: str = ""  # the generative backend that failed when ``backend`` answered in its place
+    evidence: float | None = None  # best dense cosine among the passages (what the abstention gate reads)
+    reading: dict = field(default_factory=dict)
+    """The reader's verdict: the best span (also when rejected), its passage n, confidence and threshold."""
 
     def to_dict(self) -> dict:
         """The JSON shape of ``rag ask --json`` and ``POST /ask``."""
         data = dataclasses.asdict(self)
         for citation in data["citations"]:
             citation["highlights"] = [list(h) for h in citation["highlights"]]
+        data["reading"] = data["reading"] or None
         return data

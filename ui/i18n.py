@@ -15,6 +15,8 @@ LABELS: dict[str, dict[str, str]] = {
         "sources": "Sources", "related": "Closest passages (related, not an answer):",
         "searching": "Searching the articles…", "abstained": "The articles don't say.",
         "score": "score",
+        "reader_found": "Reader: answer span", "reader_rejected": "Reader: best rejected span",
+        "confidence": "confidence", "threshold": "threshold",
         # errors
         "error": "Sorry, the question could not be answered", "error_input": "Please check the question",
         "error_index": "The article index is not available", "error_backend": "The answer backend is not responding",
@@ -50,6 +52,8 @@ LABELS: dict[str, dict[str, str]] = {
         "sources": "Sources", "related": "Passages les plus proches (liés, pas une réponse) :",
         "searching": "Recherche dans les articles…", "abstained": "Les articles ne le disent pas.",
         "score": "score",
+        "reader_found": "Lecteur : réponse extraite", "reader_rejected": "Lecteur : meilleur passage rejeté",
+        "confidence": "confiance", "threshold": "seuil",
         "error": "Désolé, impossible de répondre à la question", "error_input": "Vérifiez la question",
         "error_index": "L'index des articles n'est pas disponible", "error_backend": "Le moteur de réponse ne répond pas",
         "error_config": "Le serveur est mal configuré", "error_model": "Le modèle d'embeddings n'a pas pu être chargé",

@@ -70,11 +70,23 @@ def sources_html(answer: dict, key: str, language: str) -> str:
 
 
 def answer_html(answer: dict, key: str, language: str) -> str:
-    """A whole chat message: the answer with its [n] links, then its sources."""
+    """A whole chat message: the answer with its [n] links, then its sources and the reader's verdict."""
     kind = "abstained" if answer["abstained"] else "answered"
     meta = f'{_text(answer.get("backend", ""))} · {answer.get("timings_ms", {}).get("total", 0):.0f} ms'
     return (f'<div class="rag-answer {kind}"><div class="answer-text">{cite_links(answer["answer"], key)}</div>'
-            f'{sources_html(answer, key, language)}<div class="answer-meta">{meta}</div></div>')
+            f'{sources_html(answer, key, language)}<div class="answer-meta">{meta}{reading_html(answer, language)}'
+            f'</div></div>')
+
+
+def reading_html(answer: dict, language: str) -> str:
+    """The reader's span and confidence; for an abstention, the best span it rejected (editors see why)."""
+    r = answer.get("reading") or {}
+    if not r.get("text"):
+        return ""
+    label = t(language, "reader_found" if r.get("accepted") and not answer["abstained"] else "reader_rejected")
+    return (f'<div class="reading">{_text(label)}: «{_text(r["text"])}» [{int(r.get("n", 0))}] · '
+            f'{_text(t(language, "confidence"))} {float(r.get("confidence", 0)):.2f} · '
+            f'{_text(t(language, "threshold"))} {float(r.get("threshold", 0)):.2f}</div>')
 
 
 def streaming_html(text: str, language: str) -> str:

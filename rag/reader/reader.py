@@ -1,0 +1,126 @@
+"""Load the shipped reader and read: the best answer span of each window, or "no answer here".
+
+A window's verdict is the margin between its best span's score (start + end) and its
+no-answer score, turned into a confidence by the logistic fit (Platt scaling) recorded in the
+manifest at training time; the manifest's threshold is the confidence below which the reader
+says the window holds no answer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.errors import ModelError
+from rag.reader.inputs import PAD, Pair, encode_pair
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "reader.safetensors"
+MANIFEST_FILE = "manifest.json"
+MAX_ANSWER_TOKENS = 40
+TRAILING = " \t\n,;:.!?»)(«\"'"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader found in one window: the span (characters in the window, empty when
+    ``start == end``), its text, the margin over "no answer" and the calibrated confidence."""
+
+    start: int
+    end: int
+    text: str
+    margin: float
+    confidence: float
+
+
+class Reader:
+    """The trained network, its tokenizer and its calibration; thread-safe (torch releases the GIL)."""
+
+    def __init__(self, net, tokenizer, manifest: dict, threads: int | None = None):
+        self.net, self.tokenizer, self.manifest = net, tokenizer, manifest
+        calibration = manifest.get("calibration", {})
+        self.scale, self.offset = calibration.get("scale", 1.0), calibration.get("offset", 0.0)
+        self.threshold = float(manifest.get("threshold", 0.5))
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"reader:{self.manifest.get('version', 'dev')}"
+
+    @classmethod
+    def load(cls, base_folder: Path, weights_dir: Path = WEIGHTS_DIR) -> "Reader":
+        """The reader: the e5 encoder in ``base_folder`` with the trained top layers of ``weights_dir``."""
+        import safetensors.torch
+        import torch
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        from rag.reader.model import ReaderNet
+
+        manifest_path, weights = Path(weights_dir) / MANIFEST_FILE, Path(weights_dir) / WEIGHTS_FILE
+        if not weights.exists() or not manifest_path.exists():
+            raise ModelError(f"no trained reader in {weights_dir}; run `rag train reader` or reinstall the project")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        base = load_file(str(Path(base_folder) / "model.safetensors"))
+        net = ReaderNet(base["embeddings.word_embeddings.weight"].shape[0], manifest["frozen_layers"])
+        net.load_base(base)
+        trained = {k: v.float() for k, v in safetensors.torch.load_file(str(weights)).items()}
+        net.load_state_dict(trained, strict=False)
+        net.eval()
+        torch.set_grad_enabled(False)
+        return cls(net, Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json")), manifest)
+
+    def read(self, question: str, texts: list[str]) -> list[Reading]:
+        """One reading per window text, in order."""
+        return self.read_each([question] * len(texts), texts)
+
+    def read_each(self, questions: list[str], texts: list[str]) -> list[Reading]:
+        """The reading of each (question, window text) pair, in one batch."""
+        if not texts:
+            return []
+        pairs = [encode_pair(self.tokenizer, q, t) for q, t in zip(questions, texts)]
+        starts, ends = self.scores(pairs)
+        return [self._best(p, t, s, e) for p, t, s, e in zip(pairs, texts, starts, ends)]
+
+    def scores(self, pairs: list[Pair]):
+        """Start and end scores per token of each pair (numpy, padded)."""
+        import torch
+
+        width = max(len(p.ids) for p in pairs)
+        ids = torch.full((len(pairs), width), PAD, dtype=torch.long)
+        for i, p in enumerate(pairs):
+            ids[i, :len(p.ids)] = torch.tensor(p.ids)
+        with self._lock, torch.inference_mode():
+            start, end = self.net(ids, ids != PAD)
+        return start.numpy(), end.numpy()
+
+    def _best(self, pair: Pair, text: str, start, end) -> Reading:
+        import numpy as np
+
+        positions = np.asarray(pair.passage_positions)
+        grid = start[positions][:, None] + end[positions][None, :]
+        gap = positions[None, :] - positions[:, None]
+        grid = np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), grid, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
+        span = (int(positions[i]), int(positions[j]))
+        margin = float(grid[i, j]) - float(start[0] + end[0])
+        a, b = pair.offsets[span[0]][0], pair.offsets[span[1]][1]
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1] in TRAILING and not _closes(text, a, b):
+            b -= 1
+        return Reading(a, b, text[a:b], round(margin, 4), round(self.confidence(margin), 4))
+
+    def confidence(self, margin: float) -> float:
+        """The calibrated chance that a window with this margin holds a right answer."""
+        z = self.scale * margin + self.offset
+        return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
+
+
+def _closes(text: str, a: int, b: int) -> bool:
+    """True when the last character closes a bracket or quote opened inside the span."""
+    pairs = {")": "(", "»": "«", '"': '"'}
+    last = text[b - 1]
+    return last in pairs and pairs[last] in text[a:b - 1]
