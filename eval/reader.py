@@ -9,7 +9,8 @@ dense cosine), the reader's best span and its confidence; the rates at any pair 
 are then computed from those records. Reported: the reader threshold that answers
 ``min_answered`` of the answerable questions (with the configured cosine gate), the abstention
 rate it gives on the unanswerable ones, and exact match and token F1 against the gold answers
-(an abstention scores 0 on an answerable question).
+(an abstention scores 0 on an answerable question). The span scored is the reader's best one:
+the answer itself may add the sentence around it ("why"/"how") or further spans (lists).
 """
 from __future__ import annotations
 
@@ -76,13 +77,13 @@ def summarise(records: list[dict], cosine: float, min_answered: float = 0.95, th
     if threshold is None:
         ordered = np.sort(c_own)
         threshold = float(ordered[int(np.floor((1 - min_answered) * len(ordered)))])
-    answered = c_own >= threshold
-    em = np.array([exact_match(_plain(r["answer"]), r["gold"]) for r in own]) * answered
-    f1 = np.array([token_f1(_plain(r["answer"]), r["gold"]) for r in own]) * answered
+    answered = (c_own >= threshold) & (c_own >= 0)
+    em = np.array([exact_match(_plain(r["span"]), r["gold"]) for r in own]) * answered
+    f1 = np.array([token_f1(_plain(r["span"]), r["gold"]) for r in own]) * answered
     return {
         "questions": len(own), "cosine_gate": cosine, "reader_threshold": round(threshold, 4),
         "answered_answerable": round(float(answered.mean()), 4),
-        "abstained_unanswerable": round(float((c_other < threshold).mean()), 4),
+        "abstained_unanswerable": round(float(((c_other < threshold) | (c_other < 0)).mean()), 4),
         "exact_match": round(float(em.mean()), 4), "token_f1": round(float(f1.mean()), 4),
         "exact_match_answered": round(float(em[answered].mean()), 4) if answered.any() else 0.0,
         "token_f1_answered": round(float(f1[answered].mean()), 4) if answered.any() else 0.0,
@@ -105,7 +106,7 @@ def format_summary(s: dict) -> str:
             f"EM {s['exact_match_answered']:.3f}, F1 {s['token_f1_answered']:.3f})")
 
 
-def record(summary: dict, weights_dir: Path | None = None) -> None:
+def record(summary: dict, weights_dir: Path | None = None) -> None:  # noqa: D401
     """Write the end-to-end metrics and the reader threshold into the shipped reader's manifest."""
     from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR
 

@@ -257,7 +257,7 @@ def _cmd_eval_reader(args) -> int:
     (out / "reader-held-out.json").write_text(json.dumps({"summary": summary, "records": records},
                                                          ensure_ascii=False, indent=1), encoding="utf-8")
     if args.record:
-        record(summary)
+        record(summary, settings.reader_dir)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the backend")
     backend: str = Field("extractive", description="Answer backend: extractive (default), reader, openai, llamacpp")
+    reader_dir: Path | None = Field(None, description="Folder of the reader's weights and manifest; default: the "
+                                    "shipped rag/reader/weights (`rag train reader --out DIR` writes another)")
     read_windows: int = Field(4, ge=1, le=32, description="Passage windows the reader reads per question")
     reader_threshold: float | None = Field(None, ge=0, le=1, description="Reader confidence below which it "
                                            "abstains; default: the calibrated value in its manifest")

@@ -172,4 +172,10 @@ def contract_settings(name: str, settings, server: OpenAIStub):
         if reason := llamacpp_skip_reason():
             pytest.skip(reason)
         return settings.model_copy(update={"llamacpp_model": Path(os.environ["RAG_LLAMACPP_MODEL"])})
+    if name == "reader":
+        from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR
+
+        folder = settings.reader_dir or WEIGHTS_DIR
+        if not (Path(folder) / MANIFEST_FILE).exists():
+            pytest.skip(f"no reader weights in {folder}: run `rag train reader`")
     return settings

@@ -127,4 +127,5 @@ def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
 
 @register("reader")
 def _factory(settings, embedder) -> ReaderBackend:
-    return ReaderBackend(embedder, load_reader(settings.cache_dir), settings.read_windows, settings.reader_threshold)
+    reader = load_reader(settings.cache_dir, settings.reader_dir or WEIGHTS_DIR)
+    return ReaderBackend(embedder, reader, settings.read_windows, settings.reader_threshold)
