@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.e5convert import file_sha256  # noqa: F401  (recorded in the manifest)
 from rag.reader.inputs import windows
 from rag.text import content_terms
 
@@ -108,11 +109,3 @@ def _window_pool(questions: list[Question]) -> list[tuple[str, str, frozenset]]:
             pool.append((q.article, text, frozenset(content_terms(text))))
     return pool
 
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, recorded in the reader's manifest."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
