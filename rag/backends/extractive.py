@@ -12,6 +12,7 @@ catches that one).
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class ExtractiveBackend:
     def __init__(self, embedder, max_sentences: int = 3):
         self.embedder, self.max_sentences = embedder, max_sentences
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()  # request threads share the backend and its cache
 
     def generate(self, request: Request) -> Generation:
         """The best sentences, in the order of their scores, each followed by its [n]."""
@@ -104,17 +106,27 @@ class ExtractiveBackend:
         return chosen
 
     def _embed_sentences(self, sentences: list[str]) -> list[np.ndarray]:
-        """Sentence vectors, from a bounded cache where possible (passages repeat across questions)."""
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
-        if missing:
-            for s, v in zip(missing, self.embedder.embed(missing, kind="passage")):
-                self._cache[s] = v
-        out = []
-        for s in sentences:
-            self._cache.move_to_end(s)
-            out.append(self._cache[s])
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        """Sentence vectors, from a bounded cache where possible (passages repeat across questions).
+
+        The cache is read and trimmed under a lock: without it, one thread's trimming could evict a
+        sentence another thread had just found there (a KeyError once the cache is full)."""
+        with self._cache_lock:
+            missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        vectors = dict(zip(missing, self.embedder.embed(missing, kind="passage"))) if missing else {}
+        with self._cache_lock:
+            self._cache.update(vectors)
+            out = []
+            for s in sentences:
+                vector = self._cache.get(s)
+                if vector is None:
+                    vector = vectors.get(s)
+                    if vector is None:  # evicted by another thread since the look-up: embed it again
+                        vector = self.embedder.embed([s], kind="passage")[0]
+                    self._cache[s] = vector
+                self._cache.move_to_end(s)
+                out.append(vector)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
         return out
 
 
