@@ -1,4 +1,4 @@
-"""The default backend: the trained reader extracts the exact answer from the passages, or abstains.
+"""The reader backend (opt-in, RAG_BACKEND=reader): the trained reader extracts the exact answer from the passages, or abstains.
 
 Steps, for one question and its numbered passages:
 1. every passage sentence is scored against the question as the extractive backend does
@@ -70,12 +70,13 @@ class ReaderBackend:
 
     def choose_windows(self, request: Request) -> list[Window]:
         """The windows to read: those holding the best-scoring sentences, best first."""
-        sentence_score: dict[tuple[int, int], float] = {
-            (c.n, c.start): c.score for c in self.sentences.candidates(request)}
+        starts: dict[int, list[tuple[int, float]]] = {}
+        for c in self.sentences.candidates(request):
+            starts.setdefault(c.n, []).append((c.start, c.score))
         out = []
         for n, hit in enumerate(request.hits, 1):
             for a, b in windows(hit.chunk.text):
-                scores = [s for (m, start), s in sentence_score.items() if m == n and a <= start < b]
+                scores = [score for start, score in starts.get(n, ()) if a <= start < b]
                 if scores:
                     out.append(Window(n, a, b, max(scores)))
         return sorted(out, key=lambda w: -w.score)[:self.read_windows]

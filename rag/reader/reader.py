@@ -97,16 +97,8 @@ class Reader:
         return start.numpy(), end.numpy()
 
     def _best(self, pair: Pair, text: str, start, end) -> Reading:
-        import numpy as np
-
-        positions = np.asarray(pair.passage_positions)
-        grid = start[positions][:, None] + end[positions][None, :]
-        gap = positions[None, :] - positions[:, None]
-        grid = np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), grid, -np.inf)
-        i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
-        span = (int(positions[i]), int(positions[j]))
-        margin = float(grid[i, j]) - float(start[0] + end[0])
-        a, b = pair.offsets[span[0]][0], pair.offsets[span[1]][1]
+        i, j, margin = best_span(start, end, pair.passage_positions)
+        a, b = pair.offsets[i][0], pair.offsets[j][1]
         while a < b and text[a].isspace():
             a += 1
         while b > a and text[b - 1] in TRAILING and not _closes(text, a, b):
@@ -117,6 +109,19 @@ class Reader:
         """The calibrated chance that a window with this margin holds a right answer."""
         z = self.scale * margin + self.offset
         return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
+
+
+def best_span(start, end, positions) -> tuple[int, int, float]:
+    """The token positions (i <= j < i + MAX_ANSWER_TOKENS, both in ``positions``) with the highest
+    start + end score, and that score's margin over the no-answer score at position 0."""
+    import numpy as np
+
+    positions = np.asarray(positions)
+    grid = start[positions][:, None] + end[positions][None, :]
+    gap = positions[None, :] - positions[:, None]
+    grid = np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), grid, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    return int(positions[i]), int(positions[j]), float(grid[i, j]) - float(start[0] + end[0])
 
 
 def _closes(text: str, a: int, b: int) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 from rag.reader import data as reader_data
 from rag.reader.inputs import PAD, encode_pair, token_span
-from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader
+from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span
 
 FROZEN = 6
 EPOCHS = 2
@@ -70,7 +70,8 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.trained_state().items()}
     safetensors.torch.save_file(state, str(out_dir / WEIGHTS_FILE))
-    reader = Reader.load(base_folder, out_dir) if _write_manifest(out_dir, manifest) else None
+    _write_manifest(out_dir, manifest)
+    reader = Reader.load(base_folder, out_dir)
     manifest["weights_sha256"] = reader_data.file_sha256(out_dir / WEIGHTS_FILE)
     manifest["check"] = _check_readings(reader, test_ex)
     _write_manifest(out_dir, manifest)
@@ -178,13 +179,8 @@ def _evaluate(net, items) -> tuple[np.ndarray, np.ndarray]:
             start, end = net(ids, mask)
             for row, i in enumerate(index):
                 n = len(items[i][0])
-                s, e = start[row, :n].numpy(), end[row, :n].numpy()
-                grid = s[1:, None] + e[None, 1:]
-                gap = np.arange(n - 1)[None, :] - np.arange(n - 1)[:, None]
-                grid = np.where((gap >= 0) & (gap < 40), grid, -np.inf)
-                a, b = np.unravel_index(int(np.argmax(grid)), grid.shape)
-                margins[i] = grid[a, b] - (s[0] + e[0])
-                exact[i] = (a + 1, b + 1) == (items[i][1], items[i][2])
+                a, b, margins[i] = best_span(start[row, :n].numpy(), end[row, :n].numpy(), range(1, n))
+                exact[i] = (a, b) == (items[i][1], items[i][2])
     return margins, exact
 
 
@@ -228,11 +224,10 @@ def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, 
     }
 
 
-def _write_manifest(out_dir: Path, manifest: dict) -> bool:
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
     tmp = Path(out_dir) / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(Path(out_dir) / MANIFEST_FILE)
-    return True
 
 
 def _check_readings(reader: Reader, examples) -> list[dict]:
