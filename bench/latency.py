@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from index.chunker import split_sentences  # noqa: E402
+from common.sentences import split_sentences  # noqa: E402
 from index.lexical import LexicalIndex  # noqa: E402
 from index.store import EXACT_MAX, IndexData, build_faiss, faiss_description  # noqa: E402
 from index.types import Chunk  # noqa: E402

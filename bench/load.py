@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py [--requests 200] [--clients 1 4 16] [--backend extractive] [--mode hybrid]
 
-Starts the API alone (``uvicorn --factory rag.api:create_default_app``) in a subprocess on
+Starts the API alone (``uvicorn --factory rag.http.app:create_default_app``) in a subprocess on
 127.0.0.1, on a temporary index of the bundled corpus with the real default model, asks every
 question once to warm it up, then for each number of clients sends ``--requests`` questions (and
 stops a level after ``--budget`` seconds) from that many concurrent clients. Loopback only; the
@@ -79,7 +79,7 @@ def _start_server(tmp: Path, port: int, backend: str) -> tuple[subprocess.Popen,
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp / "index"), "RAG_CORPUS_DIRS": str(ROOT / "corpus"),
            "RAG_BACKEND": backend, "HF_HUB_OFFLINE": "1"}
     log = tmp / "server.log"
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "rag.api:create_default_app", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "rag.http.app:create_default_app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]
     with open(log, "w") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), log

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from index.errors import InputError, NotFoundError
+from common.errors import InputError, NotFoundError
 
 DEFAULT_SET = Path(__file__).resolve().parent / "items.jsonl"
 VERDICTS = ("correct", "incorrect", "needs work")
@@ -209,28 +209,22 @@ def load_items(path: str | Path | None = None) -> list[EvalItem]:
 
 def squad_items(path: str | Path) -> list[EvalItem]:
     """SQuAD questions as items: the first answer is expected, its sentence is the evidence."""
-    from index.chunker import split_sentences
-    from index.lang import detect_language
+    from common.sentences import split_sentences
+    from common.text import detect_language
+    from index.squad import read_squad
 
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a UTF-8 JSON file ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(f"{path}: expected SQuAD format: an object with a `data` list of titled articles")
     items = []
-    for entry in data["data"]:
-        for paragraph in entry.get("paragraphs", []):
-            context = paragraph["context"].strip()
+    for entry in read_squad(path):
+        for paragraph in entry.paragraphs:
+            context = paragraph.context.strip()
             language = detect_language(context, default="fr")
-            for qa in paragraph.get("qas", []):
-                answer = (qa.get("answers") or [{}])[0]
-                start = int(answer.get("answer_start", -1)) - (len(paragraph["context"]) - len(paragraph["context"].lstrip()))
+            lead = len(paragraph.context) - len(paragraph.context.lstrip())
+            for qa in paragraph.questions:
+                start = qa.answer_start - lead
                 evidence = next((context[a:b] for a, b in split_sentences(context) if a <= start < b), "")
                 items.append(check_item(EvalItem(
-                    str(qa["id"]), qa["question"], answer.get("text", ""), evidence,
-                    not qa.get("is_impossible", False) and bool(answer), language, ("squad", entry.get("title", ""))),
-                    f"{path}: question {qa.get('id')}"))
+                    qa.id, qa.question, qa.answer, evidence, not qa.impossible and qa.answer_start >= 0,
+                    language, ("squad", entry.title)), f"{path}: question {qa.id}"))
     return items
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
+from common.citations import strip_marks
+from common.errors import BackendError
 from eval.dataset import EvalItem
-from eval.metrics import strip_marks
-from index.errors import BackendError
 
 JUDGE_TEMPERATURE = 0.7  # repeats only differ, and so only average anything, above zero
 _PROMPT = """You grade answers of a question-answering system over news articles.

@@ -23,10 +23,10 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from index.lang import detect_language
-from rag.text import content_terms, fold, sentence_spans
+from common.citations import MARK, MARK_RUN, cited_numbers, strip_marks
+from common.sentences import sentence_spans
+from common.text import content_terms, detect_language, fold
 
-MARK = re.compile(r"\s*\[(\d+)\]")
 _ARTICLES = frozenset("le la les l un une des du de d au aux a an the".split())
 _SCALES = {
     "mille": 3, "milliers": 3, "millier": 3, "thousand": 3, "thousands": 3,
@@ -38,11 +38,6 @@ _FR_SCALES = {"billion": 12, "billions": 12}  # in French a "billion" is 10^12
 _SCALED = re.compile(r"(\d+(?:\.\d+)?)\s*(" + "|".join(sorted(_SCALES, key=len, reverse=True)) + r")\b")
 _UNITS = ((re.compile(r"\$|\bus\$|\busd\b|\bdollars?\b"), " dollars "), (re.compile(r"€|\beur\b|\beuros?\b"), " euros "),
           (re.compile(r"%|\bpour ?cents?\b|\bper ?cent\b|\bpercent\b"), " pourcent "))
-
-
-def strip_marks(text: str) -> str:
-    """The answer without its ``[n]`` citation marks."""
-    return MARK.sub("", text).strip()
 
 
 def normalize_answer(text: str, language: str = "fr") -> str:
@@ -134,7 +129,7 @@ def evidence_rank(passages: Sequence[str], evidence: str) -> int | None:
 def claims(answer: str) -> list[tuple[str, tuple[int, ...]]]:
     """The answer's sentences, each with the passage numbers cited after it (or after its group)."""
     out, pos = [], 0
-    for group in re.finditer(r"(?:\s*\[\d+\])+", answer):
+    for group in MARK_RUN.finditer(answer):
         out += _sentences(answer[pos:group.start()], tuple(int(n) for n in MARK.findall(group.group())))
         pos = group.end()
     return out + _sentences(answer[pos:], ())
@@ -198,11 +193,6 @@ def groundedness(answer: str, passages: dict[int, str], embedder: CachedEmbedder
     ok = sum(any(n in passages and test.supports(text, passages[n], embedder, language) for n in cited)
              for text, cited in found)
     return round(ok / len(found), 4)
-
-
-def cited_numbers(answer: str) -> list[int]:
-    """The passage numbers an answer cites, in order of first mention."""
-    return list(dict.fromkeys(int(n) for n in MARK.findall(answer)))
 
 
 def citation_precision(answer: str, passages: dict[int, str], evidence: str, embedder: CachedEmbedder,

@@ -92,7 +92,7 @@ def summarise(records: list[dict], cosine: float, min_answered: float = 0.95, th
 
 def _plain(answer: str) -> str:
     """The answer without citation marks and quote marks."""
-    from eval.metrics import strip_marks
+    from common.citations import strip_marks
 
     return strip_marks(answer).strip(" «»\u00a0.")
 

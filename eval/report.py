@@ -6,7 +6,8 @@ import html
 import io
 from collections import defaultdict
 
-from eval.metrics import cited_numbers, find_span
+from common.citations import cited_numbers
+from eval.metrics import find_span
 
 PLOTTED = ("f1", "recall", "similarity", "citation_precision", "groundedness", "mrr")
 

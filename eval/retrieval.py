@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import InputError
+from common.errors import InputError
 from index.loaders import load_file, make_article
+from index.squad import SquadQuestion, read_squad
 from index.types import Article, Chunk
+from rag.types import MODES
 
-MODES = ("dense", "lexical", "hybrid")
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "article_hit@5")
 
 
@@ -60,7 +61,7 @@ class EvalQuery:
 
 
 @dataclass
-class EvalSet:
+class RetrievalSet:
     """Articles to index and the questions to ask about them."""
 
     name: str
@@ -70,7 +71,7 @@ class EvalSet:
     notes: list[str] = field(default_factory=list)
 
 
-def load_eval_set(path: str | Path, limit: int | None = None) -> EvalSet:
+def load_eval_set(path: str | Path, limit: int | None = None) -> RetrievalSet:
     """A SQuAD JSON file or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv)."""
     path = Path(path)
     if path.is_dir():
@@ -86,33 +87,31 @@ def load_eval_set(path: str | Path, limit: int | None = None) -> EvalSet:
     return found
 
 
-def load_squad(path: Path) -> EvalSet:
+def load_squad(path: Path) -> RetrievalSet:
     """The articles as ``rag index`` loads them (each title an article) and one gold passage per question."""
     articles = load_file(path.resolve())
-    entries = json.loads(path.read_text(encoding="utf-8"))["data"]
     queries, skipped = [], 0
-    for article, entry in zip(articles, entries):
+    for article, entry in zip(articles, read_squad(path)):
         offset = 0
-        for paragraph in entry.get("paragraphs", []):
-            context = paragraph["context"]
+        for paragraph in entry.paragraphs:
+            context = paragraph.context
             stripped, lead = context.strip(), len(context) - len(context.lstrip())
-            for qa in paragraph.get("qas", []):
-                answer = _answer_span(article.text, offset, stripped, qa, lead)
-                if answer is None or not qa.get("question", "").strip():
+            for qa in paragraph.questions:
+                answer = _answer_span(offset, stripped, qa, lead)
+                if answer is None or not qa.question.strip():
                     skipped += 1
                     continue
                 gold = Gold(f"{article.id}@{offset}", article.id, offset, offset + len(stripped), answer)
-                queries.append(EvalQuery(str(qa.get("id", len(queries))), qa["question"].strip(), (gold,)))
-            offset += len(stripped) + 2  # paragraphs are joined by a blank line (loaders.squad_text)
-    return EvalSet(path.stem, articles, queries, skipped)
+                queries.append(EvalQuery(qa.id or str(len(queries)), qa.question.strip(), (gold,)))
+            offset += len(stripped) + 2  # paragraphs are joined by a blank line (SquadArticle.text)
+    return RetrievalSet(path.stem, articles, queries, skipped)
 
 
-def _answer_span(text: str, offset: int, paragraph: str, qa: dict, lead: int) -> tuple[int, int] | None:
+def _answer_span(offset: int, paragraph: str, qa: SquadQuestion, lead: int) -> tuple[int, int] | None:
     """The answer's span in the article text, from answer_start, or else its nearest occurrence."""
-    answers = qa.get("answers") or []
-    if not answers or not answers[0].get("text", "").strip():
+    if not qa.answer.strip():
         return None
-    answer, start = answers[0]["text"].strip(), int(answers[0].get("answer_start", 0)) - lead
+    answer, start = qa.answer.strip(), max(qa.answer_start, 0) - lead
     if paragraph[start:start + len(answer)] != answer:
         found = [m.start() for m in re.finditer(re.escape(answer), paragraph)]
         if not found:
@@ -121,7 +120,7 @@ def _answer_span(text: str, offset: int, paragraph: str, qa: dict, lead: int) ->
     return offset + start, offset + start + len(answer)
 
 
-def load_beir(folder: Path) -> EvalSet:
+def load_beir(folder: Path) -> RetrievalSet:
     """A BEIR dataset: every corpus document an article; qrels from qrels/test.tsv (or the only tsv)."""
     corpus = _jsonl(folder / "corpus.jsonl")
     ids, articles = {}, []
@@ -136,7 +135,7 @@ def load_beir(folder: Path) -> EvalSet:
         if score > 0 and doc_id in ids and query_id in texts:
             relevant.setdefault(query_id, []).append(Gold(doc_id, ids[doc_id]))
     queries = [EvalQuery(q, texts[q], tuple(g)) for q, g in relevant.items()]
-    return EvalSet(folder.name, articles, queries)
+    return RetrievalSet(folder.name, articles, queries)
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -175,7 +174,7 @@ def query_metrics(chunks: Sequence[Chunk], query: EvalQuery) -> dict[str, float]
     }
 
 
-def build_index(eval_set: EvalSet, settings, embedder, index_dir: Path):
+def build_index(eval_set: RetrievalSet, settings, embedder, index_dir: Path):
     """Index the set's articles in ``index_dir`` (incrementally: a kept folder is reused); (data, seconds)."""
     from index.build import update_index
     from index.lexical import LexicalWriter

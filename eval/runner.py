@@ -18,11 +18,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from common.citations import cited_numbers
+from common.sentences import sentence_spans
 from eval.dataset import EvalItem
 from eval.gate import EvalConfig, load_config
-from eval.metrics import (CachedEmbedder, cited_numbers, citation_precision, claims, evidence_rank, exact_match,
-                          groundedness, similarity, strip_marks, token_f1, token_recall)
-from rag.text import sentence_spans
+from eval.metrics import (
+    CachedEmbedder,
+    citation_precision,
+    claims,
+    evidence_rank,
+    exact_match,
+    groundedness,
+    similarity,
+    strip_marks,
+    token_f1,
+    token_recall,
+)
 
 METRICS = ("hit_at_k", "mrr", "exact_match", "f1", "recall", "similarity", "citation_precision", "groundedness",
            "abstention", "wrong_abstention", "judge")

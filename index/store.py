@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexMismatchError, IndexMissingError
+from common.errors import IndexMismatchError, IndexMissingError
 from index.types import Article, Chunk
 
 FORMAT = 1

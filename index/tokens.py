@@ -12,7 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from index.errors import ConfigError
+from common.errors import ConfigError
+from common.paths import default_cache_dir
 
 # tiktoken's own download URLs and sha256 values (tiktoken_ext/openai_public.py).
 _BPE_FILES = {
@@ -69,11 +70,3 @@ def get_encoding(name: str = "cl100k_base", cache_dir: str | None = None):
 
     seed_tiktoken_cache(Path(cache_dir) if cache_dir else default_cache_dir() / "tiktoken", (name,))
     return tiktoken.get_encoding(name)
-
-
-def default_cache_dir() -> Path:
-    """Where converted models and tokenizer files live unless configured otherwise."""
-    root = os.environ.get("RAG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "newsrag"
-    )
-    return Path(root)

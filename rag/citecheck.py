@@ -31,23 +31,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index.chunker import split_sentences
-from index.lang import detect_language
+from common.citations import MODEL_MARK, MODEL_MARKS_AFTER_STOP, format_marks, model_mark_numbers
+from common.sentences import sentence_spans, split_sentences
+from common.text import NAME, NUMBER, WORD, content_terms, detect_language, fold
 from rag.prompt import is_abstention
-from rag.text import content_terms, fold, sentence_spans
 from rag.types import Hit
 
 LEXICAL_MIN = 0.5
 COSINE_MIN = 0.92
 COSINE_LEXICAL_MIN = 0.34
 CACHE_SIZE = 20_000
-MARK = re.compile(r"\[\s*(?:passages?\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.IGNORECASE)
-_MARKS_AFTER_STOP = re.compile(r"([.!?…]+)((?:\s*\[\s*(?:passages?\s*)?\d+(?:\s*[,;]\s*\d+)*\s*\])+)[.!?…]*",
-                               re.IGNORECASE)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_NAME = re.compile(r"(?<!\w)[A-ZÀ-Ý][\w’'-]*")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
-_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -141,7 +135,7 @@ class CitationChecker:
 
     def _units(self) -> list[tuple[str, str]]:
         """The answer's sentences so far, each with the separator that precedes it."""
-        text = _MARKS_AFTER_STOP.sub(lambda m: m.group(2) + m.group(1), self._raw)
+        text = MODEL_MARKS_AFTER_STOP.sub(lambda m: m.group(2) + m.group(1), self._raw)
         spans = split_sentences(text)
         return [(text[prev[1]:a] if prev else "", text[a:b]) for prev, (a, b) in zip([None] + spans, spans)]
 
@@ -158,16 +152,16 @@ class CitationChecker:
 
     def _check_sentence(self, k: int, raw: str) -> str | None:
         """The sentence with verified citations, or None when it is dropped."""
-        cited = [int(x) for m in MARK.finditer(raw) for x in re.findall(r"\d+", m.group(1))]
-        body = re.sub(r"\s+([.,;:!?…])", r"\1", MARK.sub("", raw)).strip()
-        if not _WORD.search(body) or re.fullmatch(r"\d{1,2}[.)]", body):  # bare marks or a list number
+        cited = [n for m in MODEL_MARK.finditer(raw) for n in model_mark_numbers(m.group(1))]
+        body = re.sub(r"\s+([.,;:!?…])", r"\1", MODEL_MARK.sub("", raw)).strip()
+        if not WORD.search(body) or re.fullmatch(r"\d{1,2}[.)]", body):  # bare marks or a list number
             return None
         if is_abstention(body):
             return body
         notes = self.result.notes
         unknown = sorted({n for n in cited if not 1 <= n <= len(self.hits)})
         if unknown:
-            notes.append(f"sentence {k}: removed citation {_marks(unknown)}: there is no such passage "
+            notes.append(f"sentence {k}: removed citation {format_marks(unknown)}: there is no such passage "
                          f"(the answer had {len(self.hits)})")
         valid = list(dict.fromkeys(n for n in cited if 1 <= n <= len(self.hits)))
         supports = [self.support(body, n) for n in valid]
@@ -184,7 +178,7 @@ class CitationChecker:
             spans = self.result.highlights.setdefault(s.n, [])
             if s.span and s.span not in spans:
                 spans.append(s.span)
-        return f"{body} {_marks([s.n for s in kept])}"
+        return f"{body} {format_marks([s.n for s in kept])}"
 
     def _elsewhere(self, k: int, body: str, cited: list[int]) -> list[Support]:
         """The best supporting passage the sentence did not cite, as its new citation."""
@@ -192,7 +186,7 @@ class CitationChecker:
         others = sorted((s for s in others if s.ok), key=lambda s: (-s.lexical, -(s.cosine or 0), s.n))
         if not others:
             return []
-        what = f"cited {_marks(cited)} but is supported by" if cited else "had no citation; cited"
+        what = f"cited {format_marks(cited)} but is supported by" if cited else "had no citation; cited"
         self.result.notes.append(f"sentence {k} {what} [{others[0].n}]; citation corrected")
         return others[:1]
 
@@ -201,7 +195,7 @@ class CitationChecker:
         if self.verifier.mode == "flag":
             self.result.flagged += 1
             self.result.notes.append(f"sentence {k} is not supported by the passages (flagged): {short!r}")
-            return f"{body} {_marks(cited)}".strip()
+            return f"{body} {format_marks(cited)}".strip()
         self.result.dropped += 1
         self.result.notes.append(f"sentence {k} was dropped: no passage supports it: {short!r}")
         return None
@@ -213,7 +207,7 @@ class CitationChecker:
         missing = tuple([x for x in _numbers(sentence) if x not in p.numbers]
                         + [x for x in _names(sentence) if fold(x) not in p.words])
         names = {fold(x) for x in _names(sentence)}
-        words = [w for w in _WORD.findall(_plain(sentence))
+        words = [w for w in WORD.findall(_plain(sentence))
                  if fold(w) not in names and not w.isdigit() and content_terms(w, language)]
         found = [w for w in words if _found(w, language, p)]
         lexical = len(found) / len(words) if words else 1.0
@@ -239,7 +233,7 @@ class CitationChecker:
         if n not in self._passages:
             chunk = self.hits[n - 1].chunk
             text, language = chunk.text, chunk.language or detect_language(chunk.text, "fr")
-            words = {fold(w) for w in _WORD.findall(_plain(text))}
+            words = {fold(w) for w in WORD.findall(_plain(text))}
             stems = content_terms(text, language) | content_terms(text, "en" if language == "fr" else "fr")
             self._passages[n] = _Passage(text, language, words, stems, set(_numbers(text)), sentence_spans(text))
         return self._passages[n]
@@ -260,19 +254,19 @@ def _best_span(p: _Passage, found: list[str]) -> tuple[int, int] | None:
     if not p.spans or not found:
         return None
     wanted = {fold(w) for w in found}
-    scores = [len(wanted & {fold(w) for w in _WORD.findall(_plain(p.text[a:b]))}) for a, b in p.spans]
+    scores = [len(wanted & {fold(w) for w in WORD.findall(_plain(p.text[a:b]))}) for a, b in p.spans]
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
     return p.spans[best] if scores[best] else None
 
 
 def _numbers(text: str) -> list[str]:
-    return [m.replace(",", ".") for m in _NUMBER.findall(text)]
+    return [m.replace(",", ".") for m in NUMBER.findall(text)]
 
 
 def _names(sentence: str) -> list[str]:
     """Capitalised words after the first word, except short acronyms (IA, AI, UE, US)."""
-    out, first = [], _WORD.search(sentence)
-    for m in _NAME.finditer(sentence):
+    out, first = [], WORD.search(sentence)
+    for m in NAME.finditer(sentence):
         word = m.group().strip("’'-")
         if (first and m.start() <= first.start()) or (word.isupper() and len(word) <= 3):
             continue
@@ -280,5 +274,3 @@ def _names(sentence: str) -> list[str]:
     return out
 
 
-def _marks(ns: list[int]) -> str:
-    return "".join(f"[{n}]" for n in ns)

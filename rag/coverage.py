@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from rag.text import fold
+from common.text import NUMBER, fold, name_parts
 
 # Capitalised words that are not names: question words and sentence starters of both languages.
 _NOT_NAMES = frozenset(fold(w) for w in (
@@ -27,8 +27,6 @@ _NOT_NAMES = frozenset(fold(w) for w in (
     "Has Have Had The A An In On At Of For From By With About Since Between According Into It Its They "
     "PDG CEO IA AI"
 ).split())
-_NAME = re.compile(r"(?<!\w)([A-ZÀ-ÖØ-Þ][\w\-]*\w)")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _AMOUNT_QUESTION = re.compile(
     r"\b(combien|quel(?:le)?s? (?:(?:est|sont|était) )?(?:le |la |l'|les )?"
     r"(?:montant|pourcentage|prix|chiffre|somme|nombre|part|taux|valeur|valorisation)|"
@@ -46,7 +44,7 @@ def _key(word: str) -> str:
 
 def question_names(question: str) -> list[str]:
     """Capitalised names in the question, question words and sentence starters left out."""
-    names = [w for w in _NAME.findall(question) if len(w) >= 3 and fold(w) not in _NOT_NAMES]
+    names = [w for w in name_parts(question) if len(w) >= 3 and fold(w) not in _NOT_NAMES]
     return list(dict.fromkeys(names))
 
 
@@ -54,9 +52,9 @@ def missing_terms(question: str, passages: list[str]) -> list[str]:
     """Names and numbers of the question that no passage contains."""
     text = fold(" ".join(passages))
     words = {_key(w) for w in re.findall(r"\w+", text)}
-    numbers = set(_NUMBER.findall(text.replace(" ", "")))
+    numbers = set(NUMBER.findall(text.replace(" ", "")))
     missing = [n for n in question_names(question) if _key(n) not in words and fold(n) not in text]
-    missing += [n for n in _NUMBER.findall(question) if n not in numbers and n not in text]
+    missing += [n for n in NUMBER.findall(question) if n not in numbers and n not in text]
     return missing
 
 
@@ -72,7 +70,7 @@ def wants_date(question: str) -> bool:
 
 def has_number(sentence: str) -> bool:
     """True when the sentence states a number."""
-    return bool(_NUMBER.search(sentence))
+    return bool(NUMBER.search(sentence))
 
 
 def has_date(sentence: str) -> bool:

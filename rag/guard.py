@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from index.errors import BackendError
+from common.errors import BackendError
 from rag.backends import Backend, Generation, Request
 from rag.citecheck import CitationChecker, Verifier
 from rag.prompt import is_abstention

@@ -8,16 +8,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from index.errors import InputError
-from index.lang import detect_language
+from common.errors import InputError
+from common.text import detect_language
 from index.store import IndexData
 from rag.backends import Backend, Generation, Request, get_backend
 from rag.coverage import missing_terms
 from rag.guard import Guard, Reset
 from rag.prompt import ABSTAIN_TEXT
-from rag.retriever import Filters, Retrieval, RetrievalConfig, evidence, load_reranker
+from rag.retriever import Retrieval, RetrievalConfig, evidence, load_reranker
 from rag.settings import Settings
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, AskRequest, Citation, Hit
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,16 @@ class Pipeline:
                 self._backends[name] = get_backend(name, self.settings, self.embedder)
             return self._backends[name]
 
-    def ask(self, question: str, top_k: int | None = None, backend: str | None = None,
-            filters: Filters | None = None, history: list[dict] | None = None, mode: str | None = None) -> Answer:
-        """Answer ``question`` from the articles, or abstain when they don't say.
+    def ask(self, request: AskRequest | str, **options) -> Answer:
+        """Answer the question from the articles, or abstain when they don't say.
 
-        ``mode`` is the retrieval mode (dense, lexical, hybrid; default RAG_RETRIEVAL_MODE).
+        ``request`` is an ``AskRequest``, or the question alone with its fields as keywords
+        (``pipeline.ask("Qui ?", top_k=3, mode="dense")``).
         """
-        turn = self._retrieve(question, top_k, backend, filters, history, mode)
+        turn = self._retrieve(_request(request, options))
         return self._finish(turn, self._generate(turn))
 
-    def ask_stream(self, question: str, top_k: int | None = None, backend: str | None = None,
-                   filters: Filters | None = None, history: list[dict] | None = None,
-                   mode: str | None = None) -> Iterator[dict]:
+    def ask_stream(self, request: AskRequest | str, **options) -> Iterator[dict]:
         """Events of one answer: ``citations`` (the passages), ``delta`` (answer text pieces), ``done``.
 
         A streaming backend's pieces are passed on as they come (a generative backend's sentence by
@@ -103,7 +101,7 @@ class Pipeline:
         of a few words once it is ready. ``reset`` (rare) says to discard the text so far: a generative
         backend failed mid-answer and the fallback's answer follows. ``done`` carries the whole ``Answer``.
         """
-        turn = self._retrieve(question, top_k, backend, filters, history, mode)
+        turn = self._retrieve(_request(request, options))
         yield {"event": "citations", "data": [Citation.of(n, h).__dict__ for n, h in enumerate(turn.hits, 1)]}
         pieces: queue.Queue = queue.Queue()
         outcome: dict = {}
@@ -131,9 +129,9 @@ class Pipeline:
                 yield {"event": "delta", "data": {"text": piece}}
         yield {"event": "done", "data": answer.to_dict()}
 
-    def _retrieve(self, question, top_k, backend, filters, history, mode=None) -> "_Turn":
-        question = self.check_question(question)
-        state, chosen = self._state, self.backend(backend)
+    def _retrieve(self, request: AskRequest) -> _Turn:
+        question, history = self.check_question(request.question), request.history
+        state, chosen = self._state, self.backend(request.backend)
         started = time.perf_counter()
         standalone = self.guard.standalone(question, history, chosen)
         question, timings = standalone.question, ({"rewrite": _ms(started)} if history else {})
@@ -141,7 +139,8 @@ class Pipeline:
         vector = state.retrieval.embed(question)
         timings["embed"] = _ms(mark)
         mark = time.perf_counter()
-        hits = state.retrieval.search(question, vector, top_k or self.settings.top_k, mode, filters)
+        hits = state.retrieval.search(question, vector, request.top_k or self.settings.top_k, request.mode,
+                                     request.filters)
         timings["search"] = _ms(mark)
         return _Turn(question, detect_language(question, default="fr"), tuple(hits), chosen,
                      tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector)
@@ -202,6 +201,16 @@ class Pipeline:
             raise InputError(f"the question has {len(question)} characters; the limit is "
                              f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS)")
         return question
+
+
+def _request(request: AskRequest | str, options: dict) -> AskRequest:
+    """The request ``ask`` was given, or one made from a question and keyword fields."""
+    if isinstance(request, AskRequest):
+        if options:
+            raise TypeError("give an AskRequest or keyword options, not both")
+        return request
+    history = options.pop("history", None) or ()
+    return AskRequest(request, history=tuple(history), **options)
 
 
 def _ms(since: float) -> float:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.text import fold
+from common.text import fold
 from rag.types import Hit
 
 ABSTAIN_TEXT = {
@@ -89,7 +89,7 @@ def build_prompt(question: str, hits: tuple[Hit, ...], language: str, sentences:
     system = system_message(language, sentences)
     room = int(budget.context_tokens * SAFETY) - budget.answer_tokens
     room -= budget.count(system) + budget.count(user_message(question, [])) + 16
-    blocks, shown, left_out = [], [], []
+    blocks, left_out = [], []
     for n, hit in enumerate(hits, 1):
         block = passage_block(n, hit)
         cost = budget.count(block) + 1

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
+from common.errors import ModelError, UnknownNameError
 from index.embedder import Embedder
-from index.errors import ModelError, UnknownNameError
 from index.store import IndexData
-from rag.types import Hit
+from rag.types import MODES, Hit
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class Retrieval:
         allowed = filters.mask(self.data) if filters else None
         post = bool(self.reranker) or self.config.mmr_lambda < 1
         depth = max(k, self.config.rerank_depth) if post else k
-        hits = MODES[mode](self, question, vector, depth, allowed)
+        hits = _SEARCHES[mode](self, question, vector, depth, allowed)
         if self.reranker is not None:
             hits = rerank(self.reranker, question, hits)
         if self.config.mmr_lambda < 1:
@@ -234,7 +234,7 @@ def candidates(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
                       np.asarray(lexical_of(positions), np.float64), ranks[0], ranks[1])
 
 
-MODES: dict[str, Callable[..., list[Hit]]] = {"dense": _dense, "lexical": _lexical, "hybrid": _hybrid}
+_SEARCHES: dict[str, Callable[..., list[Hit]]] = {"dense": _dense, "lexical": _lexical, "hybrid": _hybrid}
 
 
 def rerank(reranker: Reranker, question: str, hits: list[Hit]) -> list[Hit]:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from index.errors import BackendError
-from rag.text import content_terms
+from common.errors import BackendError
+from common.text import NAME_RUN, content_terms
 
 CONNECTORS = ("et qu'en est-il de", "et qu'en est-il d'", "qu'en est-il de", "qu'en est-il d'", "et pour",
               "et chez", "et avec", "et du côté de", "quid de", "what about", "how about", "and for",
@@ -30,7 +30,6 @@ CONNECTORS = ("et qu'en est-il de", "et qu'en est-il d'", "qu'en est-il de", "qu
 PRONOUNS = frozenset("il elle ils elles lui leur leurs ça cela ceci celui celle ceux it they them he she "
                      "him her his its their this that these those".split())
 OPENERS = PRONOUNS | {"depuis", "selon", "d'après", "according", "since", "après", "avant", "before", "after"}
-_NAME = re.compile(r"(?<!\w)[A-ZÀ-Ý][\w’'-]*(?:\s+[A-ZÀ-Ý][\w’'-]*)*")
 MAX_REWRITE_TOKENS = 96
 REWRITE_PROMPT = """Rewrite the user's last question so that it can be understood without the conversation: \
 replace pronouns and elliptical phrases with what they refer to. Keep the language of the last question. \
@@ -103,7 +102,7 @@ def _refers_back(question: str) -> bool:
 def _names(text: str, skip_first: bool = False) -> list[str]:
     """Runs of capitalised words (the first word of ``text`` counts unless ``skip_first``)."""
     out = []
-    for m in _NAME.finditer(text):
+    for m in NAME_RUN.finditer(text):
         name = m.group()
         if m.start() == len(text) - len(text.lstrip()):
             first = name.split()[0]

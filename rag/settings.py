@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.paths import default_cache_dir
 from index.embedder import DEFAULT_MODEL
-from index.tokens import default_cache_dir
+from rag.types import Mode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
                                            "abstains; default: the calibrated value in its manifest")
     abstain_threshold: float = Field(0.818, description="Below this evidence (best dense cosine among the passages) "
                                      "the answer abstains; from `rag eval calibrate` on PIAF (README)")
-    retrieval_mode: Literal["dense", "lexical", "hybrid"] = Field("hybrid", description="dense, lexical (BM25) or hybrid")
+    retrieval_mode: Mode = Field("hybrid", description="dense, lexical (BM25) or hybrid")
     fusion: Literal["rrf", "weighted"] = Field("weighted", description="How hybrid fuses the two rankings (weighted: min-max scaled scores; rrf: ranks)")
     fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the fusion (BM25 gets the rest)")
     rrf_k: int = Field(60, ge=1, description="Rank offset of reciprocal rank fusion")

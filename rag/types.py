@@ -1,10 +1,30 @@
-"""What retrieval and answering return: hits, citations and answers."""
+"""What answering takes and returns: the ask request, retrieval modes, hits, citations and answers."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from index.types import Chunk
+
+if TYPE_CHECKING:
+    from rag.retriever import Filters
+
+Mode = Literal["dense", "lexical", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")  # retrieval modes; hybrid is the default
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    """One question and how to answer it: what ``rag ask``, ``POST /ask``, the OpenAI door, the UI and
+    the evaluations hand to ``Pipeline.ask``. ``None`` means the setting's default."""
+
+    question: str
+    top_k: int | None = None
+    backend: str | None = None
+    filters: Filters | None = None
+    history: tuple[dict, ...] = ()  # earlier turns, {"role": "user"|"assistant", "content": ...}
+    mode: str | None = None  # retrieval mode, one of MODES
 
 
 @dataclass(frozen=True)

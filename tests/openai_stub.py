@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from index.chunker import split_sentences
+from common.sentences import split_sentences
 
 MAX_DELAY = 5.0  # no scripted wait is longer: the server must stop by itself
 

@@ -39,7 +39,7 @@ def test_cli_index_then_ask(tmp_path, e5_model_dir):
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "idx"), "RAG_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "cache").mkdir()
     os.symlink(e5_model_dir.parent, tmp_path / "cache" / "models")  # reuse the session's converted model
-    rag = [sys.executable, "-m", "rag.cli"]
+    rag = [sys.executable, "-m", "newsrag.cli"]
     out = subprocess.run([*rag, "index", str(ROOT / "corpus")], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "1 added" in out.stdout

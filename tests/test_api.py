@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from index.embedder import FakeEmbedder
-from rag.api import create_app
 from rag.backends import BACKENDS, register
+from rag.http.app import create_app
 from rag.pipeline import Pipeline
 from rag.service import index_paths
 from rag.settings import Settings
@@ -149,7 +149,7 @@ def test_body_too_large_is_a_413_with_the_limit(tmp_path):
 
 
 def test_internal_error_is_a_500_with_request_id_and_no_trace(api, boom, caplog):
-    with caplog.at_level(logging.ERROR, logger="rag.api"):
+    with caplog.at_level(logging.ERROR, logger="rag.http"):
         r = api.post("/ask", json={"question": QUESTION, "backend": boom}, headers={"x-request-id": "req-500"})
     assert r.status_code == 500
     assert r.json() == {"error": "internal error; quote the request id when reporting it", "request_id": "req-500"}
@@ -279,7 +279,7 @@ def test_importing_the_api_loads_no_model_library():
     import subprocess
     import sys
 
-    code = ("import sys, rag.api, rag.openai_compat; "
+    code = ("import sys, rag.http.app, rag.http.openai; "
             "print(','.join(m for m in ('torch', 'faiss', 'sentence_transformers', 'gradio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from index.store import IndexStore
-from rag.api import create_app
 from rag.backends import BACKENDS, Generation, register
+from rag.http.app import create_app
 from rag.pipeline import Pipeline
 from tests.live_server import live_server
 

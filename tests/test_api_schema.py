@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from index.embedder import FakeEmbedder  # noqa: E402
-from rag.api import create_app  # noqa: E402
+from rag.http.app import create_app  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.service import index_paths  # noqa: E402
 from rag.settings import Settings  # noqa: E402

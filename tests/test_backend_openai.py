@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from common.errors import BackendError
 from index.build import update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.errors import BackendError
 from index.store import IndexStore
 from index.types import Article, Chunk
 from rag.backends.openai import OpenAIChat

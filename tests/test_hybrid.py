@@ -3,10 +3,10 @@ abstention on the dense evidence, MMR and reranking."""
 import numpy as np
 import pytest
 
+from common.errors import UnknownNameError
 from index.build import passage_text, update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.errors import UnknownNameError
 from index.lexical import LexicalIndex, LexicalWriter, analyze, document_text
 from index.store import IndexStore
 from index.types import Article

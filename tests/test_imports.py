@@ -7,7 +7,7 @@ import pytest
 HEAVY = ("torch", "faiss", "sentence_transformers", "transformers", "gradio")
 
 
-@pytest.mark.parametrize("module", ["rag", "index", "rag.settings", "index.types", "index.errors", "rag.types"])
+@pytest.mark.parametrize("module", ["rag", "index", "rag.settings", "index.types", "common.errors", "rag.types"])
 def test_import_is_light(module):
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import ConfigError
+from common.errors import ConfigError
 from rag.backends import get_backend
 from rag.pipeline import Pipeline
 from rag.settings import Settings

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from index.errors import InputError
+from common.errors import InputError
 from index.loaders import load_articles
 
 

@@ -6,7 +6,7 @@ import re
 import openai
 import pytest
 
-from rag.api import create_app
+from rag.http.app import create_app
 from tests.live_server import live_server
 
 pytestmark = pytest.mark.slow

@@ -3,15 +3,15 @@ import re
 
 import pytest
 
+from common.errors import InputError, UnknownNameError
 from index.build import update_index
 from index.chunker import Chunker
-from index.errors import InputError, UnknownNameError
 from index.store import IndexStore
 from rag.backends import Request, backend_names, get_backend
 from rag.pipeline import Pipeline
 from rag.retriever import DenseRetriever
-from tests.fakes import fake_corpus_pipeline
 from tests import fakes  # noqa: F401  (registers the scripted backend)
+from tests.fakes import fake_corpus_pipeline
 from tests.openai_stub import OpenAIStub, contract_settings
 
 

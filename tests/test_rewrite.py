@@ -1,7 +1,7 @@
 """Follow-up questions made standalone: the documented heuristic, the model path and its fallback."""
 import pytest
 
-from index.errors import BackendError
+from common.errors import BackendError
 from rag.backends.chat import Completion
 from rag.pipeline import Pipeline
 from rag.rewrite import heuristic, last_question, rewrite

@@ -1,14 +1,12 @@
 """The index on disk: incremental updates, manifest checks, atomic versions, search oracle."""
-import dataclasses
-import json
 
 import numpy as np
 import pytest
 
+from common.errors import IndexMismatchError, IndexMissingError, NotFoundError
 from index.build import update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.errors import IndexMismatchError, IndexMissingError, NotFoundError
 from index.store import IndexStore, build_faiss
 from index.types import Article
 

@@ -1,6 +1,6 @@
 """The web UI served for real on 127.0.0.1: Debian's Chromium driven by Playwright, and gradio_client.
 
-The server is ``ui.server.create_server_app`` (what ``make run`` serves) over the session's real pipeline,
+The server is ``newsrag.server.create_server_app`` (what ``make run`` serves) over the session's real pipeline,
 with the review room on a temporary copy of the eval set. Screenshots go to ``test-artifacts/``.
 Chromium comes from Debian (``make browser``, part of ``make test``); Playwright never downloads one.
 """
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from eval.dataset import EvalSet
+from newsrag.server import create_server_app
 from tests.live_server import live_server
-from ui.server import create_server_app
 
 # Gradio's queue uses pandas options that pandas 3 deprecates; not this project's to fix.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]

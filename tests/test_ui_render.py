@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from common.citations import cited_numbers
+from common.errors import BackendError, IndexMissingError, InputError
 from eval.dataset import EvalSet
 from index.build import update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.errors import BackendError, IndexMissingError, InputError
 from index.loaders import load_articles
 from index.store import IndexStore
 from rag.pipeline import Pipeline
@@ -17,7 +18,7 @@ from rag.settings import Settings
 from ui.chat import make_respond, retrieval_modes
 from ui.i18n import LABELS, pick
 from ui.messages import error_message
-from ui.render import answer_html, cited_numbers, highlighted, sources_html
+from ui.render import answer_html, highlighted, sources_html
 from ui.review_data import ReviewRoom, example_questions, metrics_html, summary_html
 
 REPO_EVAL_SET = Path(__file__).resolve().parent.parent / "eval" / "items.jsonl"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import gradio as gr
 from rag.backends import backend_names
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from rag.types import MODES
 from ui.i18n import t
 from ui.messages import error_message
 from ui.render import answer_html, error_html, streaming_html
@@ -31,7 +31,7 @@ class ChatTab:
 
 def retrieval_modes() -> list[str]:
     """The retrieval modes the settings allow (``RAG_RETRIEVAL_MODE``): dense, lexical, hybrid."""
-    return list(typing.get_args(Settings.model_fields["retrieval_mode"].annotation))
+    return list(MODES)
 
 
 def answer_stream(get_pipeline: Callable[[], Pipeline], question: str, turns: list[dict], language: str,

@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import logging
 
-from index.errors import (BackendError, ConfigError, IndexMismatchError, IndexMissingError, InputError,
-                          ModelError, NotFoundError, RagError, UnknownNameError)
+from common.errors import (
+    BackendError,
+    ConfigError,
+    IndexMismatchError,
+    IndexMissingError,
+    InputError,
+    ModelError,
+    NotFoundError,
+    RagError,
+    UnknownNameError,
+)
 from ui.i18n import t
 
 log = logging.getLogger("rag.ui")

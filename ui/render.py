@@ -9,15 +9,10 @@ from __future__ import annotations
 import html
 import re
 
+from common.citations import MARK, cited_numbers
 from ui.i18n import t
 
-_MARK = re.compile(r"\[(\d+)\]")
 RELATED_SHOWN = 3  # closest passages offered when the answer abstains
-
-
-def cited_numbers(text: str) -> list[int]:
-    """The passage numbers an answer cites, in order of first mention."""
-    return list(dict.fromkeys(int(n) for n in _MARK.findall(text)))
 
 
 def _text(value: str) -> str:
@@ -27,7 +22,7 @@ def _text(value: str) -> str:
 
 def cite_links(text: str, key: str) -> str:
     """Escaped answer text with each [n] turned into a link to source card ``{key}-n``."""
-    return _MARK.sub(lambda m: f'<a class="cite" href="#{key}-{m.group(1)}" data-target="{key}-{m.group(1)}">'
+    return MARK.sub(lambda m: f'<a class="cite" href="#{key}-{m.group(1)}" data-target="{key}-{m.group(1)}">'
                                f'[{m.group(1)}]</a>', _text(text))
 
 

@@ -13,14 +13,24 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from common.text import detect_language
 from eval.dataset import EvalItem
-from index.lang import detect_language
 from rag.pipeline import Pipeline
 from ui.chat import Relabel
 from ui.i18n import t
 from ui.messages import error_message
-from ui.review_data import (ALL, ReviewRoom, current_answer_html, example_questions, filter_choices, headers,
-                            history_markdown, metrics_html, summary_html, verdict_choices)
+from ui.review_data import (
+    ALL,
+    ReviewRoom,
+    current_answer_html,
+    example_questions,
+    filter_choices,
+    headers,
+    history_markdown,
+    metrics_html,
+    summary_html,
+    verdict_choices,
+)
 
 __all__ = ["ReviewTab", "build_review_tab", "example_questions"]
 PRIVATE = {"api_visibility": "private"}  # the review room's events are not part of the public API

@@ -142,7 +142,7 @@ def summary_html(summary: dict, language: str) -> str:
 
 def example_questions(eval_path: Path | str | None, per_language: int = 3) -> list[str]:
     """Questions for readers to start with: the first answerable items of the eval set in each language."""
-    from index.errors import RagError
+    from common.errors import RagError
 
     try:
         items = EvalSet(eval_path).items()

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from index.errors import UnknownNameError
+from common.errors import UnknownNameError
 from rag.types import Hit
 
 

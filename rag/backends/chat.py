@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from common.sentences import sentence_spans
 from rag.backends import Generation, Request
 from rag.prompt import Budget, build_prompt, is_abstention
-from rag.text import sentence_spans
 
 
 @dataclass(frozen=True)

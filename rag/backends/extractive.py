@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.lang import detect_language
+from common.sentences import sentence_spans
+from common.text import content_terms, detect_language
 from rag.backends import Generation, Request, register
 from rag.coverage import has_date, has_number, wants_amount, wants_date
-from rag.text import content_terms, sentence_spans
 
 LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
 FOLLOW_MARGIN = 0.02  # a further sentence must score within this of the best one

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from index.errors import BackendError, ConfigError
+from common.errors import BackendError, ConfigError
 from rag.backends import register
 from rag.backends.chat import ChatBackend, Completion
 from rag.prompt import Budget, tiktoken_counter

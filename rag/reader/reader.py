@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.errors import ModelError
+from common.errors import ModelError
 from rag.reader.inputs import PAD, Pair, encode_pair
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -1,33 +1,37 @@
 """The HTTP API: questions, articles, health, and an OpenAI-compatible door. Errors become HTTP statuses here.
 
-Run the API alone with ``uvicorn --factory rag.api:create_default_app``; ``rag serve`` (``make run``)
+Run the API alone with ``uvicorn --factory rag.http.app:create_default_app``; ``rag serve`` (``make run``)
 serves it together with the web UI.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.errors import (BackendError, ConfigError, IndexMismatchError, IndexMissingError, InputError, ModelError,
-                          NotFoundError, RagError, UnknownNameError)
-from index.loaders import make_article
-from rag import api_ask, openai_compat
-from rag.api_models import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, ReadyOut
-from rag.auth import ForbiddenError, MissingKeyError, mark_optional_reads, require_read, require_write
+from common.errors import (
+    BackendError,
+    ConfigError,
+    IndexMismatchError,
+    IndexMissingError,
+    InputError,
+    ModelError,
+    NotFoundError,
+    RagError,
+    UnknownNameError,
+)
 from rag.backends import backend_names
-from rag.http_edge import Edge, error_payload
+from rag.http import ask, openai, routes
+from rag.http.auth import ForbiddenError, MissingKeyError, mark_optional_reads
+from rag.http.middleware import Edge, error_payload
 from rag.pipeline import Pipeline
-from rag.retriever import MODES
-from rag.service import load_pipeline, update_live
+from rag.service import load_pipeline
 from rag.settings import Settings, get_settings
+from rag.types import MODES
 
 STATUS = {MissingKeyError: 401, ForbiddenError: 403, InputError: 400, UnknownNameError: 400,
           NotFoundError: 404, BackendError: 502, IndexMissingError: 503, IndexMismatchError: 503,
@@ -56,7 +60,7 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
     app = FastAPI(title="newsrag", version="0.1.0", lifespan=lifespan, description=DESCRIPTION)
     app.state.settings = settings or get_settings()
     app.add_middleware(Edge, max_body_bytes=app.state.settings.max_body_bytes)
-    routers = (status_router, api_ask.router, articles_router, openai_compat.router)
+    routers = (routes.status_router, ask.router, routes.articles_router, openai.router)
     _add_error_handlers(app, routers)
     for router in routers:
         app.include_router(router)
@@ -142,79 +146,3 @@ def _describe(errors: list[dict], body, limit: int = 5) -> str:
 def _is_tag(part) -> bool:
     """True for pydantic's name of a union member in an error location ('ArticleIn', 'list[ArticleIn]')."""
     return isinstance(part, str) and bool(part) and (part[0].isupper() or "[" in part)
-
-
-status_router = APIRouter(tags=["Status"])
-
-
-@status_router.get("/health", summary="The process is alive")
-def health() -> dict:
-    """Always ``{"status": "ok"}`` while the process serves requests."""
-    return {"status": "ok"}
-
-
-@status_router.get("/ready", summary="Model and index are loaded", response_model=ReadyOut)
-def ready(request: Request) -> dict:
-    """Counts of the loaded index, its manifest, the embedding model and the answer backends."""
-    pipeline: Pipeline = request.app.state.pipeline
-    return {"status": "ready", "chunks": len(pipeline.data), "articles": len(pipeline.data.articles),
-            "model": pipeline.embedder.name, "backends": backend_names(),
-            "default_backend": pipeline.settings.backend, "manifest": pipeline.data.manifest}
-
-
-articles_router = APIRouter(prefix="/articles", tags=["Articles"], responses={
-    **api_ask.ERRORS, 404: {"model": ErrorOut, "description": "No article with this id"}})
-
-
-@articles_router.get("", summary="The indexed articles", response_model=list[ArticleSummary],
-                     dependencies=[Depends(require_read)])
-def list_articles(request: Request) -> list[dict]:
-    """Every indexed article's id, title, date, URL, language and chunk count, in index order."""
-    return [{"id": a.id, "title": a.title, "date": a.date, "url": a.url, "language": a.language,
-             "chunks": a.n_chunks} for a in request.app.state.pipeline.data.articles]
-
-
-@articles_router.get("/{article_id}", summary="One article with its text", response_model=ArticleOut,
-                     dependencies=[Depends(require_read)])
-def get_article(article_id: str, request: Request) -> dict:
-    """The article's metadata and full text; ``start``/``end`` of citations are offsets into ``text``."""
-    record = request.app.state.pipeline.data.article_by_id.get(article_id)
-    if record is None:
-        raise NotFoundError(f"no article {article_id!r}; GET /articles lists them")
-    return {k: v for k, v in dataclasses.asdict(record).items() if k != "path"}
-
-
-@articles_router.post("", summary="Add or replace articles (one object or a list)", response_model=IngestOut,
-                      dependencies=[Depends(require_write)])
-def add_articles(body: ArticleIn | Annotated[list[ArticleIn], Field(min_length=1, max_length=1000)],
-                 request: Request) -> dict:
-    """Index the articles incrementally: new ids are added, changed ones replaced, identical ones skipped.
-
-    Questions asked meanwhile are answered from the previous index until the new one is swapped in whole.
-    """
-    items = body if isinstance(body, list) else [body]
-    articles = {a.id: a for a in (_article(i, item) for i, item in enumerate(items))}  # a later one wins
-    return _ingest_out(request, update_live(request.app.state.pipeline, articles=list(articles.values())))
-
-
-@articles_router.delete("/{article_id}", summary="Delete an article from the index", response_model=IngestOut,
-                        dependencies=[Depends(require_write)])
-def delete_article(article_id: str, request: Request) -> dict:
-    """Remove the article and its chunks; the new index is swapped in whole."""
-    pipeline: Pipeline = request.app.state.pipeline
-    if article_id not in pipeline.data.article_by_id:
-        raise NotFoundError(f"no article {article_id!r} to delete; GET /articles lists them")
-    return _ingest_out(request, update_live(pipeline, delete=[article_id]))
-
-
-def _article(i: int, item: ArticleIn):
-    """A checked Article from the request; API articles have no file path (so a corpus sync keeps them)."""
-    article = make_article(item.model_dump(exclude={"text"}), item.text, path=f"articles[{i}]")
-    return dataclasses.replace(article, path="")
-
-
-def _ingest_out(request: Request, report) -> dict:
-    return {"added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
-            "deleted": report.deleted, "chunks_embedded": report.chunks_embedded,
-            "chunks_total": report.chunks_total, "articles_total": len(request.app.state.pipeline.data.articles),
-            "seconds": report.seconds}

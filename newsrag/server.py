@@ -5,7 +5,7 @@ import logging
 
 import gradio as gr
 
-from rag.api import create_app
+from rag.http.app import create_app
 from rag.service import load_pipeline
 from rag.settings import Settings
 from ui.app import build_ui, mount_options

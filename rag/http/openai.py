@@ -8,7 +8,6 @@ messages are the history; system messages are ignored (the backend has its own i
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
@@ -16,11 +15,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.errors import InputError, UnknownNameError
-from rag.api_ask import ERROR_TEXTS, ask_kwargs, sse, sse_response
-from rag.api_models import FiltersIn, OpenAIErrorOut, TopK
-from rag.auth import require_read
+from common.citations import cited_numbers
+from common.errors import InputError, UnknownNameError
 from rag.backends import backend_names
+from rag.http.ask import ERROR_TEXTS, filters_of
+from rag.http.auth import require_read
+from rag.http.schemas import FiltersIn, OpenAIErrorOut, TopK
+from rag.http.sse import sse, sse_response
+from rag.types import AskRequest
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_read)],
                    responses={code: {"model": OpenAIErrorOut, "description": text} for code, text in ERROR_TEXTS.items()})
@@ -78,11 +80,11 @@ def chat_completions(body: ChatIn, request: Request):
         raise UnknownNameError("model", body.model, backend_names())
     pipeline = request.app.state.pipeline
     question, history = _conversation(body.messages)
-    kwargs = ask_kwargs(question, body.top_k, body.mode, body.model, history, body.filters)
+    ask = AskRequest(question, body.top_k, body.model, filters_of(body.filters), tuple(history), body.mode)
     head = {"id": f"chatcmpl-{request.state.request_id}", "created": int(time.time()), "model": body.model}
     if body.stream:
-        return sse_response(request, pipeline.ask_stream(**kwargs), _Chunks(head).render, error_event=None)
-    answer = pipeline.ask(**kwargs).to_dict()
+        return sse_response(request, pipeline.ask_stream(ask), _Chunks(head).render, error_event=None)
+    answer = pipeline.ask(ask).to_dict()
     request.state.timings_ms = answer["timings_ms"]
     message = {"role": "assistant", "content": answer["answer"] + sources_text(answer)}
     return JSONResponse({**head, "object": "chat.completion", "system_fingerprint": None,
@@ -107,7 +109,7 @@ def _text(message: Message) -> str:
 
 def sources_text(answer: dict) -> str:
     """The numbered list of the passages the answer cites, to append to the content ('' if none)."""
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer["answer"])}
+    cited = set(cited_numbers(answer["answer"]))
     lines = [f"[{c['n']}] {c['title']}" + (f" ({c['date']})" if c["date"] else "") + (f" {c['url']}" if c["url"] else "")
              for c in answer["citations"] if c["n"] in cited and not answer["abstained"]]
     heading = SOURCES_HEADING.get(answer.get("language", ""), SOURCES_HEADING["en"])

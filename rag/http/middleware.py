@@ -13,7 +13,7 @@ import uuid
 
 from starlette.exceptions import HTTPException
 
-log = logging.getLogger("rag.api")
+log = logging.getLogger("rag.http")
 
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 BODY_LIMITED = ("/ask", "/articles", "/v1/")  # the API's own endpoints; mounted apps (the UI) set their own

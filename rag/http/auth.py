@@ -10,7 +10,7 @@ import hmac
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from index.errors import RagError
+from common.errors import RagError
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from RAG_API_KEYS")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from RAG_API_KEYS")

@@ -1,0 +1,127 @@
+"""The answering package's subcommands: ``rag index``, ``rag ask``, ``rag articles``, ``rag train reader``."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+from common.citations import cited_numbers
+from common.errors import InputError
+from index.squad import PIAF
+from rag.types import MODES
+
+
+def register_commands(sub) -> None:
+    """Add ``index``, ``ask`` and ``articles`` to the ``rag`` command's subparsers."""
+    p = sub.add_parser("index", help="index articles (Markdown, text, HTML, JSON Lines, SQuAD JSON) incrementally")
+    p.add_argument("paths", nargs="*", help="files or folders of articles")
+    p.add_argument("--delete", action="append", default=[], metavar="ID", help="delete an article by id (repeatable)")
+    p.add_argument("--prune", action="store_true", help="also delete indexed articles whose files under PATHS are gone")
+    p.add_argument("--rebuild", action="store_true", help="start from an empty index (after a model or chunker change)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("ask", help="answer a question from the indexed articles")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=None, help="passages to retrieve (default RAG_TOP_K)")
+    p.add_argument("--backend", default=None, help="answer backend (default RAG_BACKEND)")
+    p.add_argument("--article", action="append", default=[], metavar="ID", help="only search these articles")
+    p.add_argument("--mode", default=None, choices=MODES,
+                   help="retrieval mode (default RAG_RETRIEVAL_MODE)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("articles", help="list the indexed articles")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_articles)
+
+
+def register_train(sub) -> None:
+    """``rag train reader``: fine-tune the reader on PIAF's training part (see rag/reader/train.py)."""
+    trains = sub.add_parser("train", help="train the project's models").add_subparsers(title="models")
+    p = trains.add_parser("reader", help="fine-tune the answer reader (about 40 min on 2 cores)")
+    p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"SQuAD-format training data (default {PIAF})")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write the weights and manifest "
+                   "(default: rag/reader/weights, the shipped reader)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 13)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 2)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
+    p.set_defaults(func=_cmd_train_reader)
+
+
+def _settings():
+    from rag.settings import get_settings
+
+    return get_settings()
+
+
+def _cmd_index(args) -> int:
+    from rag.service import index_paths, make_embedder
+
+    if not args.paths and not args.delete:
+        raise InputError("give paths to index, or --delete ID")
+    settings = _settings()
+    _, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
+                            delete=args.delete, prune=args.prune, rebuild=args.rebuild)
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        print(f"{report.summary()} in {report.seconds['total']:.1f} s -> {settings.index_dir}")
+    return 0
+
+
+def _cmd_ask(args) -> int:
+    from rag.retriever import Filters
+    from rag.service import load_pipeline
+
+    pipeline = load_pipeline(_settings())
+    filters = Filters(article_ids=tuple(args.article)) if args.article else None
+    answer = pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters, mode=args.mode)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(answer.answer)
+    print()
+    cited = set(cited_numbers(answer.answer))
+    label = "Related passages" if answer.abstained else "Sources"
+    print(f"{label}:")
+    for c in answer.citations:
+        if answer.abstained or c.n in cited:
+            where = f"{c.title} ({c.date})" if c.date else c.title
+            print(f"[{c.n}] {where} — score {c.score:.3f}, chars {c.start}-{c.end}")
+            snippet = " ".join(c.text[h[0]:h[1]] for h in c.highlights) or c.text
+            print(textwrap.indent(textwrap.fill(snippet, 100), "    "))
+    for note in answer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"\n({answer.backend}, {answer.timings_ms['total']:.0f} ms)", file=sys.stderr)
+    return 0
+
+
+def _cmd_articles(args) -> int:
+    from index.store import IndexStore
+
+    settings = _settings()
+    data = IndexStore(settings.index_dir).load(verify=False)
+    rows = [{"id": a.id, "title": a.title, "date": a.date, "language": a.language, "chunks": a.n_chunks}
+            for a in data.articles]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    for row in [] if args.json else rows:
+        print(f"{row['id']}\t{row['date']}\t{row['language']}\t{row['chunks']} chunks\t{row['title']}")
+    return 0
+
+
+def _cmd_train_reader(args) -> int:
+    from pathlib import Path
+
+    from e5convert import ensure_converted
+    from rag.reader.reader import WEIGHTS_DIR
+    from rag.reader.train import EPOCHS, SEED, train
+
+    squad = Path(args.squad)
+    if not squad.is_file():
+        raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE (PIAF v1.0 is in ../shared/datasets)")
+    base = ensure_converted(_settings().cache_dir / "models")
+    train(squad, base, Path(args.out or WEIGHTS_DIR), seed=SEED if args.seed is None else args.seed,
+          epochs=args.epochs or EPOCHS, limit=args.limit)
+    return 0

@@ -1,0 +1,92 @@
+"""``/health``, ``/ready`` and ``/articles``: the server's state and the indexed articles (reads and writes)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field
+
+from common.errors import NotFoundError
+from index.loaders import make_article
+from rag.backends import backend_names
+from rag.http.ask import ERRORS
+from rag.http.auth import require_read, require_write
+from rag.http.schemas import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, ReadyOut
+from rag.pipeline import Pipeline
+from rag.service import update_live
+
+status_router = APIRouter(tags=["Status"])
+
+
+@status_router.get("/health", summary="The process is alive")
+def health() -> dict:
+    """Always ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@status_router.get("/ready", summary="Model and index are loaded", response_model=ReadyOut)
+def ready(request: Request) -> dict:
+    """Counts of the loaded index, its manifest, the embedding model and the answer backends."""
+    pipeline: Pipeline = request.app.state.pipeline
+    return {"status": "ready", "chunks": len(pipeline.data), "articles": len(pipeline.data.articles),
+            "model": pipeline.embedder.name, "backends": backend_names(),
+            "default_backend": pipeline.settings.backend, "manifest": pipeline.data.manifest}
+
+
+articles_router = APIRouter(prefix="/articles", tags=["Articles"], responses={
+    **ERRORS, 404: {"model": ErrorOut, "description": "No article with this id"}})
+
+
+@articles_router.get("", summary="The indexed articles", response_model=list[ArticleSummary],
+                     dependencies=[Depends(require_read)])
+def list_articles(request: Request) -> list[dict]:
+    """Every indexed article's id, title, date, URL, language and chunk count, in index order."""
+    return [{"id": a.id, "title": a.title, "date": a.date, "url": a.url, "language": a.language,
+             "chunks": a.n_chunks} for a in request.app.state.pipeline.data.articles]
+
+
+@articles_router.get("/{article_id}", summary="One article with its text", response_model=ArticleOut,
+                     dependencies=[Depends(require_read)])
+def get_article(article_id: str, request: Request) -> dict:
+    """The article's metadata and full text; ``start``/``end`` of citations are offsets into ``text``."""
+    record = request.app.state.pipeline.data.article_by_id.get(article_id)
+    if record is None:
+        raise NotFoundError(f"no article {article_id!r}; GET /articles lists them")
+    return {k: v for k, v in dataclasses.asdict(record).items() if k != "path"}
+
+
+@articles_router.post("", summary="Add or replace articles (one object or a list)", response_model=IngestOut,
+                      dependencies=[Depends(require_write)])
+def add_articles(body: ArticleIn | Annotated[list[ArticleIn], Field(min_length=1, max_length=1000)],
+                 request: Request) -> dict:
+    """Index the articles incrementally: new ids are added, changed ones replaced, identical ones skipped.
+
+    Questions asked meanwhile are answered from the previous index until the new one is swapped in whole.
+    """
+    items = body if isinstance(body, list) else [body]
+    articles = {a.id: a for a in (_article(i, item) for i, item in enumerate(items))}  # a later one wins
+    return _ingest_out(request, update_live(request.app.state.pipeline, articles=list(articles.values())))
+
+
+@articles_router.delete("/{article_id}", summary="Delete an article from the index", response_model=IngestOut,
+                        dependencies=[Depends(require_write)])
+def delete_article(article_id: str, request: Request) -> dict:
+    """Remove the article and its chunks; the new index is swapped in whole."""
+    pipeline: Pipeline = request.app.state.pipeline
+    if article_id not in pipeline.data.article_by_id:
+        raise NotFoundError(f"no article {article_id!r} to delete; GET /articles lists them")
+    return _ingest_out(request, update_live(pipeline, delete=[article_id]))
+
+
+def _article(i: int, item: ArticleIn):
+    """A checked Article from the request; API articles have no file path (so a corpus sync keeps them)."""
+    article = make_article(item.model_dump(exclude={"text"}), item.text, path=f"articles[{i}]")
+    return dataclasses.replace(article, path="")
+
+
+def _ingest_out(request: Request, report) -> dict:
+    return {"added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
+            "deleted": report.deleted, "chunks_embedded": report.chunks_embedded,
+            "chunks_total": report.chunks_total, "articles_total": len(request.app.state.pipeline.data.articles),
+            "seconds": report.seconds}
