@@ -37,6 +37,7 @@ from pathlib import Path
 from common.errors import ModelError
 from common.paths import default_cache_dir
 from common.paths import file_sha256 as sha256_of
+from e5convert.e5s1 import parse
 from e5convert.files import (
     FIX,
     MARKER,
@@ -48,7 +49,6 @@ from e5convert.files import (
     write_json,
     write_st_files,
 )
-from e5convert.e5s1 import parse
 from e5convert.tokenizer import write_tokenizer
 from e5convert.weights import bert_config, bert_tensors, write_safetensors
 

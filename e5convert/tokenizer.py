@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.errors import ModelError
-from e5convert.files import FIX, MAX_SEQ_LENGTH, write_json
 from e5convert.e5s1 import E5Model
+from e5convert.files import FIX, MAX_SEQ_LENGTH, write_json
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ModelError
-from e5convert.files import FIX
 from e5convert.e5s1 import _DTYPE_F32, _DTYPE_Q4, _Q4_BLOCK, _QK, E5Model
+from e5convert.files import FIX
 
 _LAYER_PARTS = {
     "q": "attention.self.query",

@@ -26,6 +26,7 @@ import numpy as np
 from common.citations import MARK, MARK_RUN, cited_numbers, strip_marks
 from common.sentences import sentence_spans
 from common.text import content_terms, detect_language, fold
+from index.embedder import CachedEmbedder
 
 _ARTICLES = frozenset("le la les l un une des du de d au aux a an the".split())
 _SCALES = {
@@ -140,24 +141,9 @@ def _sentences(text: str, cited: tuple[int, ...]) -> list[tuple[str, tuple[int, 
     return [(text[a:b], cited) for a, b in sentence_spans(text) if re.search(r"\w", text[a:b])]
 
 
-class CachedEmbedder:
-    """Wraps an embedder and remembers vectors, since passages and answers repeat across items."""
-
-    def __init__(self, embedder):
-        self.embedder, self.name, self._cache = embedder, embedder.name, {}
-
-    def vectors(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
-        """One normalised vector per text."""
-        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing, kind=kind)):
-                self._cache[(kind, text)] = vector
-        return np.stack([self._cache[(kind, t)] for t in texts]) if texts else np.zeros((0, 1), np.float32)
-
-
 def similarity(answer: str, expected: str, embedder: CachedEmbedder) -> float:
     """Cosine between the embeddings of the answer (marks removed) and the expected answer."""
-    a, b = embedder.vectors([strip_marks(answer), expected], kind="query")
+    a, b = embedder.embed([strip_marks(answer), expected], kind="query")
     return round(float(a @ b), 4)
 
 
@@ -174,7 +160,7 @@ class SupportTest:
         if find_span(passage, strip_marks(claim)):
             return True
         units = [passage[a:b] for a, b in sentence_spans(passage)] or [passage]
-        vectors = embedder.vectors([claim, *units])
+        vectors = embedder.embed([claim, *units])
         cosine = float(np.max(vectors[1:] @ vectors[0]))
         claim_language = detect_language(claim, default=language)
         if claim_language != detect_language(passage, default=claim_language):

@@ -23,7 +23,6 @@ from common.sentences import sentence_spans
 from eval.dataset import EvalItem
 from eval.gate import EvalConfig, load_config
 from eval.metrics import (
-    CachedEmbedder,
     citation_precision,
     claims,
     evidence_rank,
@@ -34,6 +33,7 @@ from eval.metrics import (
     token_f1,
     token_recall,
 )
+from index.embedder import CachedEmbedder
 
 METRICS = ("hit_at_k", "mrr", "exact_match", "f1", "recall", "similarity", "citation_precision", "groundedness",
            "abstention", "wrong_abstention", "judge")
@@ -75,7 +75,7 @@ def run_eval(pipeline, items: Sequence[EvalItem], backend: str | None = None, *,
              progress: Callable[[int, int], None] | None = None) -> EvalRun:
     """Ask every item through ``pipeline`` (the one /ask uses) and score the answers."""
     config = config or load_config()
-    embedder = CachedEmbedder(pipeline.embedder)
+    embedder = CachedEmbedder(pipeline.embedder, size=1_000_000)  # an eval run reuses every vector
     started, answers = time.perf_counter(), []
     for done, item in enumerate(items, 1):
         answers.append(pipeline.ask(item.question, top_k=top_k, backend=backend).to_dict())
@@ -104,8 +104,8 @@ def _prefetch(items: Sequence[EvalItem], answers: list[dict], embedder: CachedEm
         cited = [c["text"] for c in answer["citations"] if c["n"] in cited_numbers(answer["answer"])]
         passages += [text for text, _ in claims(answer["answer"])] + ([item.evidence] if item.evidence else [])
         passages += [t[a:b] for t in cited for a, b in sentence_spans(t)]
-    embedder.vectors(list(dict.fromkeys(queries)), kind="query")
-    embedder.vectors(list(dict.fromkeys(passages)), kind="passage")
+    embedder.embed(list(dict.fromkeys(queries)), kind="query")
+    embedder.embed(list(dict.fromkeys(passages)), kind="passage")
 
 
 def score_answer(item: EvalItem, answer: dict, embedder: CachedEmbedder, config: EvalConfig) -> dict:

@@ -32,6 +32,50 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray: ...
 
 
+class CachedEmbedder:
+    """An embedder that remembers its last ``size`` vectors per (kind, text): sentences of passages
+    are embedded again and again by the answer backends and the citation check, so one such cache,
+    shared by all of them, sits in front of the model. Thread-safe: request threads share it.
+
+    Look-ups, insertions and trimming happen under one lock, and every vector a call returns is
+    held in a local dict from the moment it is found, so another thread's trimming can never take
+    away a vector between finding and returning it.
+    """
+
+    def __init__(self, embedder: Embedder, size: int = 50_000):
+        import threading
+        from collections import OrderedDict
+
+        self.embedder, self.size, self.name, self.dim = embedder, size, embedder.name, embedder.dim
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
+        """One vector per text, as the wrapped embedder gives it; each distinct text embedded once."""
+        texts = list(texts)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._cache.get((kind, text))
+                if vector is not None:
+                    found[text] = vector
+                    self._cache.move_to_end((kind, text))
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = np.asarray(self.embedder.embed(missing, kind=kind), dtype=np.float32)
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    found[text] = self._cache[(kind, text)] = vector
+                while len(self._cache) > self.size:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; uses its "query"/"passage" prompts when it has them."""
 
@@ -68,10 +112,6 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def count_tokens(self, text: str, kind: str = "passage") -> int:
-        """Tokens the model sees for ``text`` with its prompt, specials included."""
-        prompt = self.model.prompts.get(self.prompts.get(kind, ""), "")
-        return len(self.model.tokenizer(prompt + text)["input_ids"])
 
 
 class FakeEmbedder:

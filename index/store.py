@@ -133,10 +133,6 @@ class IndexStore:
             ) from None
         return self.root / name
 
-    def read_manifest(self) -> dict:
-        """The live version's manifest."""
-        return json.loads((self.current_path() / "manifest.json").read_text())
-
     def load(self, expect: dict | None = None, verify: bool = True) -> IndexData:
         """Load the live version; refuse it if damaged or if ``expect`` (model, dimension, chunker) differs."""
         path = self.current_path()

@@ -25,8 +25,6 @@ dropping a true sentence over keeping a false one.
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +38,6 @@ from rag.types import Hit
 LEXICAL_MIN = 0.5
 COSINE_MIN = 0.92
 COSINE_LEXICAL_MIN = 0.34
-CACHE_SIZE = 20_000
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 
 
@@ -69,31 +66,18 @@ class Checked:
 
 
 class Verifier:
-    """Checks answers against passages; holds a bounded cache of sentence vectors (thread-safe)."""
+    """Checks answers against passages; thread-safe (it holds no state of its own)."""
 
     def __init__(self, embedder, mode: str = "drop"):
         self.embedder, self.mode = embedder, mode
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
     def checker(self, hits: tuple[Hit, ...], language: str = "") -> "CitationChecker":
         """A checker for one answer over these numbered passages."""
         return CitationChecker(self, hits, language)
 
     def vectors(self, sentences: list[str]) -> np.ndarray:
-        """Passage-kind embeddings of ``sentences``, from the cache where possible."""
-        with self._lock:
-            missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
-        fresh = self.embedder.embed(missing, kind="passage") if missing else []
-        with self._lock:
-            for s, v in zip(missing, fresh):
-                self._cache[s] = np.asarray(v, dtype=np.float32)
-            out = np.stack([self._cache[s] for s in sentences]) if sentences else np.zeros((0, 1))
-            for s in sentences:
-                self._cache.move_to_end(s)
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return out
+        """Passage-kind embeddings of ``sentences`` (the pipeline hands in its ``CachedEmbedder``)."""
+        return self.embedder.embed(sentences, kind="passage")
 
 
 @dataclass

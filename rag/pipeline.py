@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from common.errors import InputError
 from common.text import detect_language
+from index.embedder import CachedEmbedder
 from index.store import IndexData
 from rag.backends import Backend, Generation, Request, get_backend
 from rag.coverage import missing_terms
@@ -46,10 +47,13 @@ class Pipeline:
 
     def __init__(self, settings: Settings, embedder, data: IndexData, lexical=None):
         self.settings, self.embedder = settings, embedder
+        # Backends and the citation check embed passage sentences again and again: one bounded,
+        # locked cache in front of the model serves them all.
+        self.sentence_embedder = CachedEmbedder(embedder)
         self._state = self._make_state(data, lexical)
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
-        self.guard = Guard(settings, embedder, self.backend)
+        self.guard = Guard(settings, self.sentence_embedder, self.backend)
 
     @property
     def data(self) -> IndexData:
@@ -81,7 +85,7 @@ class Pipeline:
         name = name or self.settings.backend
         with self._lock:
             if name not in self._backends:
-                self._backends[name] = get_backend(name, self.settings, self.embedder)
+                self._backends[name] = get_backend(name, self.settings, self.sentence_embedder)
             return self._backends[name]
 
     def ask(self, request: AskRequest | str, **options) -> Answer:

@@ -46,23 +46,6 @@ class Filters:
         )
 
 
-class DenseRetriever:
-    """Embeds the question with the query prompt and searches the FAISS index."""
-
-    def __init__(self, data: IndexData, embedder: Embedder):
-        self.data, self.embedder = data, embedder
-
-    def embed_query(self, question: str) -> np.ndarray:
-        """The question's vector."""
-        return self.embedder.embed([question], kind="query")[0]
-
-    def search(self, query_vector: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` best chunks for a query vector, best first."""
-        allowed = filters.mask(self.data) if filters else None
-        return [Hit(self.data.chunks[i], score, {"dense": score})
-                for i, score in self.data.search(query_vector, k, allowed)]
-
-
 @dataclass(frozen=True)
 class RetrievalConfig:
     """How to retrieve: the mode, the fusion and its weight, and the optional post-processing."""

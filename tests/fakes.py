@@ -1,36 +1,27 @@
-"""Fakes for unit tests of logic: a scripted backend registered like the real ones."""
-from rag.backends import Generation, register
+"""The one fake-embedder pipeline of the unit tests (deterministic hash vectors, no model to load)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+FAKE_DIM = 64
 
 
-class ScriptedBackend:
-    """Answers with a fixed script; records the requests it saw."""
-
-    name = "scripted"
-
-    def __init__(self, text="Réponse scriptée [1]"):
-        self.text, self.requests = text, []
-
-    def generate(self, request):
-        self.requests.append(request)
-        return Generation(self.text, highlights={1: [(0, 5)]}, model="script")
-
-
-@register("scripted")
-def _factory(settings, embedder):
-    return ScriptedBackend()
-
-
-def fake_corpus_pipeline(index_dir):
-    """A pipeline over the bundled corpus with the deterministic FakeEmbedder (no model to load)."""
+def fake_pipeline(index_dir: Path, articles=None, **overrides):
+    """A Pipeline with ``FakeEmbedder(64)`` over the bundled corpus (or over ``articles``, a list of
+    ``Article``), indexed into ``index_dir``; ``overrides`` are Settings fields."""
     from index.build import update_index
     from index.chunker import Chunker
     from index.embedder import FakeEmbedder
-    from index.loaders import load_articles
     from index.store import IndexStore
     from rag.pipeline import Pipeline
+    from rag.service import index_paths
     from rag.settings import Settings
 
-    settings = Settings(index_dir=index_dir, embedding_model="fake:64", abstain_threshold=0.1)
-    emb = FakeEmbedder(64)
-    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
-    return Pipeline(settings, emb, data)
+    settings = Settings(**{"index_dir": index_dir, "embedding_model": f"fake:{FAKE_DIM}", "abstain_threshold": 0.1,
+                           **overrides})
+    embedder = FakeEmbedder(FAKE_DIM)
+    if articles is None:
+        data, _ = index_paths(settings, embedder, settings.corpus_dirs)
+    else:
+        data, _ = update_index(IndexStore(settings.index_dir), embedder, Chunker(), articles)
+    return Pipeline(settings, embedder, data)

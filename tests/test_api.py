@@ -12,12 +12,9 @@ import re
 import httpx
 import pytest
 
-from index.embedder import FakeEmbedder
 from rag.backends import BACKENDS, register
 from rag.http.app import create_app
-from rag.pipeline import Pipeline
-from rag.service import index_paths
-from rag.settings import Settings
+from tests.fakes import fake_pipeline
 from tests.live_server import live_server
 
 KEY = "test-key-1"
@@ -27,12 +24,8 @@ QUESTION = "Microsoft a investi 13 milliards de dollars cumulés dans OpenAI ?"
 @contextlib.contextmanager
 def serve(tmp_path, **overrides):
     """A live API over a fake-embedder index of the bundled corpus; yields (client, pipeline)."""
-    settings = Settings(**{"index_dir": tmp_path / "index", "embedding_model": "fake:64", "abstain_threshold": 0.1,
-                           "api_keys": [KEY], **overrides})
-    embedder = FakeEmbedder(64)
-    data, _ = index_paths(settings, embedder, settings.corpus_dirs)
-    pipeline = Pipeline(settings, embedder, data)
-    with live_server(create_app(lambda: pipeline, settings=settings)) as url:
+    pipeline = fake_pipeline(tmp_path / "index", **{"api_keys": [KEY], **overrides})
+    with live_server(create_app(lambda: pipeline, settings=pipeline.settings)) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client, pipeline
 

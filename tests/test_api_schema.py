@@ -16,11 +16,9 @@ import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
-from index.embedder import FakeEmbedder  # noqa: E402
 from rag.http.app import create_app  # noqa: E402
-from rag.pipeline import Pipeline  # noqa: E402
-from rag.service import index_paths  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from tests.fakes import fake_pipeline
 from tests.live_server import live_server  # noqa: E402
 
 KEY = "schema-key"
@@ -44,12 +42,8 @@ schema = schemathesis.openapi.from_dict(_schema())
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     """A live API on a fake-embedder index of the bundled corpus; writes are allowed with ``KEY``."""
-    s = Settings(index_dir=tmp_path_factory.mktemp("schema-idx"), embedding_model="fake:64", api_keys=[KEY],
-                 abstain_threshold=0.1)
-    embedder = FakeEmbedder(64)
-    data, _ = index_paths(s, embedder, s.corpus_dirs)
-    pipeline = Pipeline(s, embedder, data)
-    with live_server(create_app(lambda: pipeline, settings=s)) as url:
+    pipeline = fake_pipeline(tmp_path_factory.mktemp("schema-idx"), api_keys=[KEY])
+    with live_server(create_app(lambda: pipeline, settings=pipeline.settings)) as url:
         yield url
 
 

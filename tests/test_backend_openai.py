@@ -8,16 +8,12 @@ import re
 import pytest
 
 from common.errors import BackendError
-from index.build import update_index
-from index.chunker import Chunker
-from index.embedder import FakeEmbedder
-from index.store import IndexStore
 from index.types import Article, Chunk
 from rag.backends.openai import OpenAIChat
 from rag.pipeline import Pipeline
 from rag.prompt import Budget, build_prompt
-from rag.settings import Settings
 from rag.types import Hit
+from tests.fakes import fake_pipeline
 from tests.openai_stub import OpenAIStub, Reply, passages_of
 
 ARTICLES = [
@@ -52,18 +48,15 @@ def _fresh(stub):
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
-    emb = FakeEmbedder(64)
     folder = tmp_path_factory.mktemp("idx")
-    data, _ = update_index(IndexStore(folder), emb, Chunker(), ARTICLES)
-    return folder, emb, data
+    fake_pipeline(folder, ARTICLES)  # indexes them once; each test's pipeline loads that index
+    return folder
 
 
 def make(stub, index, **overrides) -> Pipeline:
-    folder, emb, data = index
-    settings = Settings(index_dir=folder, embedding_model="fake:64", abstain_threshold=-1.0, top_k=4,
-                        backend="openai", openai_base_url=stub.url, openai_api_key="sk-test",
-                        llm_timeout=0.5, llm_backoff=0.01, **overrides)
-    return Pipeline(settings, emb, data)
+    return fake_pipeline(index, ARTICLES, abstain_threshold=-1.0, top_k=4, backend="openai",
+                         openai_base_url=stub.url, openai_api_key="sk-test", llm_timeout=0.5, llm_backoff=0.01,
+                         **overrides)
 
 
 def n_of(answer, article_id: str) -> int:

@@ -17,8 +17,7 @@ import pytest
 
 import e5convert
 from common.errors import ModelError
-from e5convert import ensure_converted
-from e5convert import e5s1
+from e5convert import e5s1, ensure_converted
 from e5convert import weights as e5weights
 
 ROOT = Path(__file__).resolve().parents[1]

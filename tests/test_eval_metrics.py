@@ -4,7 +4,6 @@ import pytest
 from eval.dataset import EvalItem
 from eval.gate import EvalConfig, check_gate
 from eval.metrics import (
-    CachedEmbedder,
     SupportTest,
     citation_precision,
     claims,
@@ -18,7 +17,7 @@ from eval.metrics import (
     token_recall,
 )
 from eval.runner import _result, score_answer, summarize
-from index.embedder import FakeEmbedder
+from index.embedder import CachedEmbedder, FakeEmbedder
 
 PASSAGE = ("Depuis 2019, Microsoft et OpenAI ont construit une relation solide. Microsoft a investi "
            "13 milliards de dollars cumulés. Le siège est à San Francisco.")

@@ -11,11 +11,9 @@ from eval.gate import EvalConfig, compare_runs, load_config
 from eval.judge import LLMJudge, judge_from_settings, parse_score
 from eval.report import render_html
 from eval.runner import METRICS, run_eval
-from index.embedder import FakeEmbedder
 from newsrag.cli import main
-from rag.pipeline import Pipeline
-from rag.service import index_paths
 from rag.settings import Settings, get_settings
+from tests import fakes
 from tests.openai_stub import OpenAIStub, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +22,7 @@ MINI = ("q011", "q020", "q024", "q045", "q057")  # numbers, a newspaper, a proce
 
 @pytest.fixture(scope="module")
 def fake_pipeline(tmp_path_factory):
-    settings = Settings(index_dir=tmp_path_factory.mktemp("idx"), embedding_model="fake:64", abstain_threshold=0.1)
-    emb = FakeEmbedder(64)
-    data, _ = index_paths(settings, emb, [ROOT / "corpus"])
-    return Pipeline(settings, emb, data)
+    return fakes.fake_pipeline(tmp_path_factory.mktemp("idx"))
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,14 @@ from index.chunker import Chunker
 from index.store import IndexStore
 from rag.backends import Request, backend_names, get_backend
 from rag.pipeline import Pipeline
-from rag.retriever import DenseRetriever
-from tests import fakes  # noqa: F401  (registers the scripted backend)
-from tests.fakes import fake_corpus_pipeline
+from rag.retriever import Retrieval, RetrievalConfig
+from tests.fakes import fake_pipeline
 from tests.openai_stub import OpenAIStub, contract_settings
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    return fake_corpus_pipeline(tmp_path_factory.mktemp("idx"))
+    return fake_pipeline(tmp_path_factory.mktemp("idx"))
 
 
 def test_answer_cites_retrieved_passages(pipeline):
@@ -79,9 +78,9 @@ def test_backend_contract(name, pipeline, openai_server):
     openai answers from a scripted server; llamacpp runs when RAG_LLAMACPP_MODEL names a GGUF file.
     """
     backend = get_backend(name, contract_settings(name, pipeline.settings, openai_server), pipeline.embedder)
-    retriever = DenseRetriever(pipeline.data, pipeline.embedder)
+    retrieval = Retrieval(pipeline.data, pipeline.embedder, RetrievalConfig(mode="dense"))
     question = "Combien Microsoft a-t-il investi dans OpenAI ?"
-    hits = tuple(retriever.search(retriever.embed_query(question), 3))
+    hits = tuple(retrieval.search(question, retrieval.embed(question), 3))
     generation = backend.generate(Request(question, hits, "fr"))
     assert generation.text.strip() and not generation.abstained
     cited = [int(n) for n in re.findall(r"\[(\d+)\]", generation.text)]

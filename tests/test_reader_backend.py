@@ -71,20 +71,3 @@ def test_only_the_best_windows_are_read():
     reader = ScriptedReader("13 milliards", 0.9)
     ReaderBackend(FakeEmbedder(32), reader, read_windows=1).generate(request("Combien ?"))
     assert len(reader.asked[0]) == 1
-
-
-def test_the_sentence_cache_stays_bounded_and_whole_under_concurrent_questions():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rag.backends import extractive
-
-    backend = extractive.ExtractiveBackend(FakeEmbedder(16))
-    old, extractive.CACHE_SIZE = extractive.CACHE_SIZE, 5
-    try:
-        batches = [[f"phrase {i} {j}" for j in range(4)] for i in range(40)]
-        with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(backend._embed_sentences, batches))
-    finally:
-        extractive.CACHE_SIZE = old
-    assert all(len(r) == 4 for r in results)
-    assert len(backend._cache) <= 5

@@ -5,7 +5,7 @@ from common.errors import BackendError
 from rag.backends.chat import Completion
 from rag.pipeline import Pipeline
 from rag.rewrite import heuristic, last_question, rewrite
-from tests.fakes import fake_corpus_pipeline
+from tests.fakes import fake_pipeline
 
 MS = "Combien Microsoft a-t-il investi dans OpenAI ?"
 
@@ -68,7 +68,7 @@ def test_the_heuristic_takes_over_when_the_model_fails(chat):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    return fake_corpus_pipeline(tmp_path_factory.mktemp("idx"))
+    return fake_pipeline(tmp_path_factory.mktemp("idx"))
 
 
 def test_pipeline_rewrites_before_retrieval(pipeline):

@@ -77,7 +77,7 @@ def test_prune_removes_articles_whose_files_are_gone(env, tmp_path):
 def test_manifest_mismatch_and_damage_are_refused(env):
     store, emb, chunker = env
     update_index(store, emb, chunker, [article(1)])
-    manifest = store.read_manifest()
+    manifest = store.load().manifest
     assert manifest["model"] == emb.name and manifest["dimension"] == 32
     assert manifest["counts"]["articles"] == 1 and set(manifest["checksums"]) >= {"vectors.npy", "faiss.index"}
     with pytest.raises(IndexMismatchError, match="rebuild"):
@@ -126,15 +126,16 @@ def test_search_matches_numpy_oracle():
 
 
 def test_filters_restrict_search(env):
-    from rag.retriever import DenseRetriever, Filters
+    from rag.retriever import Filters, Retrieval, RetrievalConfig
 
     store, emb, chunker = env
     data, _ = update_index(store, emb, chunker, [article(1), article(2), article(3)])
-    retriever = DenseRetriever(data, emb)
-    q = retriever.embed_query("phrase sur le thème numéro 2")
-    hits = retriever.search(q, 50, Filters(article_ids=("a1", "a3")))
+    retrieval = Retrieval(data, emb, RetrievalConfig(mode="dense"))
+    question = "phrase sur le thème numéro 2"
+    q = retrieval.embed(question)
+    hits = retrieval.search(question, q, 50, filters=Filters(article_ids=("a1", "a3")))
     assert hits and {h.chunk.article_id for h in hits} == {"a1", "a3"}
-    hits = retriever.search(q, 50, Filters(date_from="2024-01-04"))
+    hits = retrieval.search(question, q, 50, filters=Filters(date_from="2024-01-04"))
     assert {h.chunk.article_id for h in hits} == {"a3"}
-    scores = [h.score for h in retriever.search(q, 50)]
+    scores = [h.score for h in retrieval.search(question, q, 50)]
     assert scores == sorted(scores, reverse=True)

@@ -8,13 +8,7 @@ import pytest
 from common.citations import cited_numbers
 from common.errors import BackendError, IndexMissingError, InputError
 from eval.dataset import EvalSet
-from index.build import update_index
-from index.chunker import Chunker
-from index.embedder import FakeEmbedder
-from index.loaders import load_articles
-from index.store import IndexStore
-from rag.pipeline import Pipeline
-from rag.settings import Settings
+from tests.fakes import fake_pipeline
 from ui.chat import make_respond, retrieval_modes
 from ui.i18n import LABELS, pick
 from ui.messages import error_message
@@ -129,10 +123,8 @@ def test_chat_shows_an_error_instead_of_a_stack_trace():
 def room(tmp_path_factory):
     folder = tmp_path_factory.mktemp("review")
     shutil.copy(REPO_EVAL_SET, folder / "items.jsonl")
-    settings = Settings(index_dir=folder / "index", embedding_model="fake:64", abstain_threshold=0.1)
-    emb = FakeEmbedder(64)
-    data, _ = update_index(IndexStore(settings.index_dir), emb, Chunker(), load_articles(["corpus"]))
-    return ReviewRoom(folder / "items.jsonl", lambda: Pipeline(settings, emb, data))
+    pipeline = fake_pipeline(folder / "index")
+    return ReviewRoom(folder / "items.jsonl", lambda: pipeline)
 
 
 def test_review_room_filters_by_tag_verdict_and_run(room):

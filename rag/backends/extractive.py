@@ -12,8 +12,6 @@ catches that one).
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +26,6 @@ FOLLOW_MARGIN = 0.02  # a further sentence must score within this of the best on
 REDUNDANT = 0.93  # cosine above which two sentences say the same thing
 LANGUAGE_MARGIN = 0.05
 TYPE_MARGIN = 0.05  # a sentence of the asked type (amount, date) must score within this of the best
-CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,6 @@ class ExtractiveBackend:
 
     def __init__(self, embedder, max_sentences: int = 3):
         self.embedder, self.max_sentences = embedder, max_sentences
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()  # request threads share the backend and its cache
 
     def generate(self, request: Request) -> Generation:
         """The best sentences, in the order of their scores, each followed by its [n]."""
@@ -81,7 +76,7 @@ class ExtractiveBackend:
         question = request.query_vector
         if question is None:
             question = self.embedder.embed([request.question], kind="query")[0]
-        vectors = self._embed_sentences([i[3] for i in items])
+        vectors = self.embedder.embed([i[3] for i in items], kind="passage")  # the pipeline's CachedEmbedder
         q_terms = content_terms(request.question, request.language or "fr")
         out = []
         for (n, a, b, sentence, lang), vector in zip(items, vectors):
@@ -104,30 +99,6 @@ class ExtractiveBackend:
             if all(float(c.vector @ k.vector) < REDUNDANT for k in chosen):
                 chosen.append(c)
         return chosen
-
-    def _embed_sentences(self, sentences: list[str]) -> list[np.ndarray]:
-        """Sentence vectors, from a bounded cache where possible (passages repeat across questions).
-
-        The cache is read and trimmed under a lock: without it, one thread's trimming could evict a
-        sentence another thread had just found there (a KeyError once the cache is full)."""
-        with self._cache_lock:
-            missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
-        vectors = dict(zip(missing, self.embedder.embed(missing, kind="passage"))) if missing else {}
-        with self._cache_lock:
-            self._cache.update(vectors)
-            out = []
-            for s in sentences:
-                vector = self._cache.get(s)
-                if vector is None:
-                    vector = vectors.get(s)
-                    if vector is None:  # evicted by another thread since the look-up: embed it again
-                        vector = self.embedder.embed([s], kind="passage")[0]
-                    self._cache[s] = vector
-                self._cache.move_to_end(s)
-                out.append(vector)
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return out
 
 
 def answer_type_filter(question: str, candidates: list[Candidate]) -> tuple[list[Candidate], str]:
