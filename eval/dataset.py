@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import InputError, NotFoundError
@@ -49,7 +49,7 @@ class EvalItem:
         return {**dataclasses.asdict(self), "tags": list(self.tags), "verdicts": [dict(v) for v in self.verdicts]}
 
     @classmethod
-    def from_dict(cls, record: dict, where: str = "item") -> "EvalItem":
+    def from_dict(cls, record: dict, where: str = "item") -> EvalItem:
         """An item from a record, checked; InputError names the bad field and what is allowed."""
         if not isinstance(record, dict):
             raise InputError(f"{where}: expected an object with fields {', '.join(_FIELDS)}")
@@ -106,7 +106,7 @@ def _check_verdict(verdict, where: str) -> None:
 
 def utc_now() -> str:
     """The current time as ISO 8601 UTC, to the second: ``2025-06-24T10:00:00Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class EvalSet:

@@ -85,7 +85,7 @@ class SentenceTransformerEmbedder:
         self.prompts = {kind: kind for kind in KINDS if kind in model.prompts}
 
     @classmethod
-    def load(cls, name: str, path: str, **options) -> "SentenceTransformerEmbedder":
+    def load(cls, name: str, path: str, **options) -> SentenceTransformerEmbedder:
         """Load a sentence-transformers model by hub name or local path, on the CPU."""
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging

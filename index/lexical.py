@@ -68,7 +68,7 @@ class LexicalIndex:
         return len(self.keys)
 
     @classmethod
-    def build(cls, chunks: Sequence[Chunk], reuse: "LexicalIndex | None" = None) -> "LexicalIndex":
+    def build(cls, chunks: Sequence[Chunk], reuse: LexicalIndex | None = None) -> LexicalIndex:
         """The index of ``chunks``; chunks already analysed in ``reuse`` are not analysed again."""
         term_id = dict(reuse.term_id) if reuse else {}  # old ids stay valid: reused documents keep theirs
         old = {k: i for i, k in enumerate(reuse.keys)} if reuse else {}
@@ -110,7 +110,7 @@ class LexicalIndex:
         return buffer.getvalue()
 
     @classmethod
-    def from_file(cls, path: Path) -> "LexicalIndex":
+    def from_file(cls, path: Path) -> LexicalIndex:
         """The index saved at ``path``; IndexMismatchError if it was made by another analyser version."""
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(npz["meta"].tobytes().decode())

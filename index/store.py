@@ -50,7 +50,7 @@ class ArticleRecord:
     n_chunks: int
 
     @classmethod
-    def of(cls, article: Article, n_chunks: int) -> "ArticleRecord":
+    def of(cls, article: Article, n_chunks: int) -> ArticleRecord:
         """The record for an article cut into ``n_chunks`` chunks."""
         return cls(article.id, article.title, article.text, article.date, article.url, article.source,
                    article.language, article.path, article.content_hash, n_chunks)

@@ -51,5 +51,5 @@ def chunk_id(article_id: str, text: str, occurrence: int = 0) -> str:
 
     ``occurrence`` tells apart identical passages repeated inside one article.
     """
-    digest = hashlib.sha1(f"{article_id}\x00{occurrence}\x00{text}".encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha1(f"{article_id}\x00{occurrence}\x00{text}".encode()).hexdigest()[:16]
     return f"{article_id}#{digest}"

@@ -71,7 +71,7 @@ class Verifier:
     def __init__(self, embedder, mode: str = "drop"):
         self.embedder, self.mode = embedder, mode
 
-    def checker(self, hits: tuple[Hit, ...], language: str = "") -> "CitationChecker":
+    def checker(self, hits: tuple[Hit, ...], language: str = "") -> CitationChecker:
         """A checker for one answer over these numbered passages."""
         return CitationChecker(self, hits, language)
 

@@ -71,7 +71,7 @@ class Guard:
     def _checking(self) -> bool:
         return self.settings.citation_check != "off"
 
-    def _fallback(self, backend: Backend, request: Request, reason: str, stream: "_Stream",
+    def _fallback(self, backend: Backend, request: Request, reason: str, stream: _Stream,
                   notes: list[str] = ()) -> Generation:
         """The fallback backend's answer, with a note that says why."""
         name = self.settings.fallback_backend

@@ -149,7 +149,7 @@ class Pipeline:
         return _Turn(question, detect_language(question, default="fr"), tuple(hits), chosen,
                      tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector)
 
-    def _generate(self, turn: "_Turn", on_delta=None) -> Generation | None:
+    def _generate(self, turn: _Turn, on_delta=None) -> Generation | None:
         """The backend's answer, or None when the best evidence is below the abstention threshold."""
         mark = time.perf_counter()
         best = evidence(turn.hits)
@@ -176,7 +176,7 @@ class Pipeline:
         return Generation("", abstained=True, model=verdict.model, reading=verdict.reading, notes=[
             *verdict.notes, f"the reader found no answer in any passage; the question was not sent to {backend.name}"])
 
-    def _finish(self, turn: "_Turn", generation: Generation | None) -> Answer:
+    def _finish(self, turn: _Turn, generation: Generation | None) -> Answer:
         turn.timings["total"] = _ms(turn.started)
         abstained = generation is None or generation.abstained or not generation.text.strip()
         highlights = generation.highlights if generation and not abstained else {}

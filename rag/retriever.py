@@ -60,7 +60,7 @@ class RetrievalConfig:
     mmr_lambda: float = 1.0  # 1 = no MMR
 
     @classmethod
-    def of(cls, settings) -> "RetrievalConfig":
+    def of(cls, settings) -> RetrievalConfig:
         """The configuration the settings describe."""
         return cls(settings.retrieval_mode, settings.fusion, settings.fusion_dense_weight, settings.rrf_k,
                    settings.fusion_candidates, settings.rerank_model, settings.rerank_depth, settings.mmr_lambda)

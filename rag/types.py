@@ -53,7 +53,7 @@ class Citation:
     highlights: tuple = ()  # (start, end) offsets inside ``text`` of the sentences the answer used
 
     @classmethod
-    def of(cls, n: int, hit: Hit, highlights: tuple = ()) -> "Citation":
+    def of(cls, n: int, hit: Hit, highlights: tuple = ()) -> Citation:
         """The citation numbered ``n`` for a hit."""
         c = hit.chunk
         return cls(n, c.id, c.article_id, c.title, c.date, c.url, c.text, c.start, c.end,

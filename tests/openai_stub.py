@@ -52,7 +52,7 @@ class OpenAIStub:
         self.script.clear()
         self.requests.clear()
 
-    def __enter__(self) -> "OpenAIStub":
+    def __enter__(self) -> OpenAIStub:
         self._thread.start()
         return self
 

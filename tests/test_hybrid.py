@@ -49,9 +49,9 @@ def oracle(data, question, vector, fusion, weight, rrf_k, depth):
         fused = {i: (weight / (rrf_k + dense_order.index(i) + 1) if i in dense_order else 0)
                  + ((1 - weight) / (rrf_k + lexical_order.index(i) + 1) if i in lexical_order else 0) for i in pool}
     else:
-        d, l = dense[pool], lexical[pool]
+        d, lex = dense[pool], lexical[pool]
         scale = lambda x: (x - x.min()) / (x.max() - x.min()) if x.max() > x.min() else 0 * x  # noqa: E731
-        fused = dict(zip(pool, weight * scale(d) + (1 - weight) * scale(l)))
+        fused = dict(zip(pool, weight * scale(d) + (1 - weight) * scale(lex)))
     return sorted(pool, key=lambda i: (-fused[i], i)), fused
 
 

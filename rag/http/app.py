@@ -81,7 +81,7 @@ def _openapi(app: FastAPI, routers) -> dict:
     for model, field, names in (("AskIn", "backend", backend_names()), ("ChatIn", "model", backend_names()),
                                 ("AskIn", "mode", sorted(MODES)), ("ChatIn", "mode", sorted(MODES))):
         prop = schemas[model]["properties"][field]
-        next((s for s in prop.get("anyOf", [prop]) if s.get("type") == "string"))["enum"] = names
+        next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "string")["enum"] = names
     if not settings.read_requires_key:
         mark_optional_reads(spec, routers)
     return spec

@@ -50,7 +50,7 @@ class Reader:
         return f"reader:{self.manifest.get('version', 'dev')}"
 
     @classmethod
-    def load(cls, base_folder: Path, weights_dir: Path = WEIGHTS_DIR) -> "Reader":
+    def load(cls, base_folder: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
         """The reader: the e5 encoder in ``base_folder`` with the trained top layers of ``weights_dir``."""
         import safetensors.torch
         import torch
