@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install browser run test bench clean
+.PHONY: install browser run lint test bench clean
 
 install: $(STAMP)
 
@@ -23,7 +23,12 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium chromium-driver; }
 
-test: install browser
+# The linter (ruff, configured in pyproject.toml) and the import direction (import-linter's contracts there).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: install browser lint
 	$(PY) -m pytest
 	$(VENV)/bin/rag eval answers --corpus corpus --out var/eval  # quality gate: eval/thresholds.toml
 

@@ -46,7 +46,8 @@ def main() -> None:
         data, report = update_index(IndexStore(tmp), embedder, chunker, articles)
         pipeline = len(data.chunks) / (time.perf_counter() - started)
 
-    print(f"articles: {len(articles)}  chunks: {len(texts)}  model: {embedder.name}  batch: {settings.embed_batch_size}")
+    print(f"articles: {len(articles)}  chunks: {len(texts)}  model: {embedder.name}  "
+          f"batch: {settings.embed_batch_size}")
     print(f"raw SentenceTransformer.encode : {raw:8.1f} chunks/s")
     print(f"pipeline (load..write)         : {pipeline:8.1f} chunks/s   ({report.seconds})")
     print(f"pipeline / raw                 : {pipeline / raw:8.1%}   (target >= 90%)")

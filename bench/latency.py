@@ -57,7 +57,8 @@ def synthetic_vectors(n: int, dim: int, rng) -> np.ndarray:
     """Clustered unit vectors: 2,000 centroids plus noise."""
     centroids = rng.normal(size=(2000, dim)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    vectors = centroids[rng.integers(0, 2000, n)] + rng.normal(scale=0.75 / np.sqrt(dim), size=(n, dim)).astype(np.float32)
+    vectors = (centroids[rng.integers(0, 2000, n)]
+               + rng.normal(scale=0.75 / np.sqrt(dim), size=(n, dim)).astype(np.float32))
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=PIAF, help="SQuAD file giving sentences and questions")
     parser.add_argument("--hnsw", action="store_true", help="also measure HNSW recall against exact search")
     parser.add_argument("--faiss-threads", type=int, default=0, help="OpenMP threads for FAISS (default: its own)")
-    parser.add_argument("--torch-threads", type=int, default=0, help="threads for the query embedding (default: torch's)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="threads for the query embedding (default: torch's)")
     args = parser.parse_args()
     _set_threads(args.faiss_threads, args.torch_threads)
     rng = np.random.default_rng(0)
@@ -114,7 +116,8 @@ def main() -> None:
     bm25_s = time.perf_counter() - started
     size = len(lexical.to_bytes()) / 1e6
     print(f"{len(chunks)} chunks, dim {embedder.dim}; FAISS {data.manifest['faiss']} (EXACT_MAX {EXACT_MAX}) "
-          f"built in {faiss_s:.1f} s; BM25 built in {bm25_s:.1f} s ({len(lexical.vocab)} terms, lexical.npz {size:.0f} MB)")
+          f"built in {faiss_s:.1f} s; BM25 built in {bm25_s:.1f} s "
+          f"({len(lexical.vocab)} terms, lexical.npz {size:.0f} MB)")
 
     picked = [questions[i] for i in rng.choice(len(questions), args.queries, replace=False)]
     retrieval = Retrieval(data, embedder, RetrievalConfig.of(settings), lexical=lexical)
@@ -136,7 +139,8 @@ def main() -> None:
     for name, ms in rows.items():
         print(f"  {name:24s} {percentiles(ms)}")
     if args.hnsw:  # queries near the synthetic passages, as real questions are near real ones
-        near = vectors[rng.integers(0, len(vectors), args.queries)] + rng.normal(scale=0.03, size=(args.queries, embedder.dim))
+        near = (vectors[rng.integers(0, len(vectors), args.queries)]
+                + rng.normal(scale=0.03, size=(args.queries, embedder.dim)))
         print(hnsw_recall(vectors, data.faiss, (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)))
 
 

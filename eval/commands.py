@@ -28,7 +28,8 @@ def register_commands(sub) -> None:
 def _add_eval_reader(evals) -> None:
     """``rag eval reader``: the reader end to end on PIAF's held-out articles."""
     p = evals.add_parser("reader", help="reader on PIAF's held-out articles, with and without each question's article")
-    p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"the SQuAD file the reader was trained from (default {PIAF})")
+    p.add_argument("--squad", default=PIAF, metavar="FILE",
+                   help=f"the SQuAD file the reader was trained from (default {PIAF})")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N held-out questions")
     p.add_argument("--min-answered", type=float, default=0.95, metavar="RATE",
                    help="report the reader threshold that answers RATE of the answerable questions (default 0.95)")
@@ -50,7 +51,8 @@ def _add_eval_answers(evals) -> None:
                         "`rag ask` uses, or for a SQuAD file the file itself")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the first N items (SQuAD: the questions of its first N articles, only those indexed)")
-    p.add_argument("--baseline", default=None, metavar="RESULT.json", help="an earlier result to compare with, item by item")
+    p.add_argument("--baseline", default=None, metavar="RESULT.json",
+                   help="an earlier result to compare with, item by item")
     p.add_argument("--out", default="var/eval", metavar="DIR", help="folder for the JSON result and HTML report")
     p.add_argument("--thresholds", default=None, metavar="FILE", help="default eval/thresholds.toml")
     p.add_argument("--no-gate", action="store_true", help="report only: exit 0 even when a threshold is missed")
@@ -66,7 +68,8 @@ def _add_eval_retrieval(evals) -> None:
                    help="SQuAD-format .json (e.g. PIAF) or BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--mode", action="append", choices=MODES,
                    help="mode to measure (repeatable; default all three)")
-    p.add_argument("--index-dir", default=None, help="keep the eval index here and reuse it next time (default: temporary)")
+    p.add_argument("--index-dir", default=None,
+                   help="keep the eval index here and reuse it next time (default: temporary)")
     p.add_argument("--limit", type=int, default=None, help="only the first N articles")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_eval_retrieval)
@@ -75,8 +78,10 @@ def _add_eval_retrieval(evals) -> None:
     p.add_argument("--squad", dest="source", required=True, metavar="FILE", help="SQuAD-format .json (e.g. PIAF)")
     p.add_argument("--mode", default=None, choices=MODES, help="default RAG_RETRIEVAL_MODE")
     p.add_argument("--min-answered", type=float, default=0.95, metavar="RATE",
-                   help="threshold answering at least RATE of answerable questions (default 0.95; 0: best balanced accuracy)")
-    p.add_argument("--index-dir", default=None, help="keep the eval index here and reuse it next time (default: temporary)")
+                   help="threshold answering at least RATE of answerable questions "
+                        "(default 0.95; 0: best balanced accuracy)")
+    p.add_argument("--index-dir", default=None,
+                   help="keep the eval index here and reuse it next time (default: temporary)")
     p.add_argument("--limit", type=int, default=None, help="only the first N articles")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_eval_calibrate)
@@ -191,7 +196,8 @@ def _judge(settings, repeats: int):
 def _write(result: dict, rows: list[dict], comparison: dict | None, out: Path, stem: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / f"answers-{stem}.json", out / f"answers-{stem}.html"
-    json_path.write_text(json.dumps({**result, "comparison": comparison}, ensure_ascii=False, indent=1), encoding="utf-8")
+    json_path.write_text(json.dumps({**result, "comparison": comparison}, ensure_ascii=False, indent=1),
+                         encoding="utf-8")
     html_path.write_text(render_html(result, rows, comparison, f"Answer quality — {stem}"), encoding="utf-8")
     print(f"result: {json_path}\nreport: {html_path}", file=sys.stderr)
 

@@ -67,7 +67,9 @@ def check_item(item: EvalItem, where: str = "item") -> EvalItem:
     for name in ("id", "question", "expected_answer", "evidence", "language"):
         if not isinstance(getattr(item, name), str):
             raise InputError(f"{where}: {name} must be text")
-    item = dataclasses.replace(item, tags=_tags(item.tags, where), verdicts=tuple(item.verdicts) if isinstance(item.verdicts, (list, tuple)) else item.verdicts,
+    item = dataclasses.replace(item, tags=_tags(item.tags, where),
+                               verdicts=(tuple(item.verdicts) if isinstance(item.verdicts, (list, tuple))
+                                         else item.verdicts),
                                **{n: getattr(item, n).strip() for n in ("id", "question", "expected_answer",
                                                                         "evidence", "language")})
     if item.id and not _ID.fullmatch(item.id):
@@ -130,7 +132,8 @@ class EvalSet:
             except json.JSONDecodeError as exc:
                 raise InputError(f"{where}: not valid JSON ({exc.msg}); fix or remove the line") from exc
             if not item.id or item.id in seen:
-                raise InputError(f"{where}: {'duplicate' if item.id else 'missing'} id {item.id!r}; give each item a unique id")
+                raise InputError(f"{where}: {'duplicate' if item.id else 'missing'} id {item.id!r}; "
+                                 "give each item a unique id")
             seen.add(item.id)
             items.append(item)
         return items
@@ -145,7 +148,8 @@ class EvalSet:
         with self._editing() as items:
             ids = {i.id for i in items}
             if item.id in ids:
-                raise InputError(f"item id {item.id!r} is already used in {self.path}; choose another or leave it empty")
+                raise InputError(f"item id {item.id!r} is already used in {self.path}; "
+                                 "choose another or leave it empty")
             item = item if item.id else dataclasses.replace(item, id=_next_id(ids))
             items.append(item)
         return item

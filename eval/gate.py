@@ -43,7 +43,8 @@ def load_config(path: str | Path | None = None) -> EvalConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no thresholds file; pass --thresholds FILE or restore eval/thresholds.toml") from exc
+        raise ConfigError(f"{path}: no thresholds file; "
+                          "pass --thresholds FILE or restore eval/thresholds.toml") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     try:
@@ -53,7 +54,8 @@ def load_config(path: str | Path | None = None) -> EvalConfig:
         raise ConfigError(f"{path}: {exc}; see the comments in eval/thresholds.toml for the known names") from exc
     gates = raw.get("gate", {})
     for name, gate in gates.items():
-        if set(gate) - {"min", "max"} or not all(isinstance(v, (int, float)) for s in gate.values() for v in s.values()):
+        if set(gate) - {"min", "max"} or not all(isinstance(v, (int, float))
+                                                 for s in gate.values() for v in s.values()):
             raise ConfigError(f"{path}: [gate.{name}] may only hold min and max tables of numbers")
     return EvalConfig(cutoffs, support, gates)
 
@@ -106,7 +108,8 @@ def compare_runs(current: dict, baseline: dict) -> dict:
     summary = {m: round(v - baseline["summary"][m], 4) for m, v in current.get("summary", {}).items()
                if isinstance(v, (int, float)) and isinstance(baseline.get("summary", {}).get(m), (int, float))}
     return {"summary": summary, "items": changes, "new": sorted(ids - set(before)), "gone": sorted(set(before) - ids),
-            "better": sum(c["verdict"] == "better" for c in changes), "worse": sum(c["verdict"] == "worse" for c in changes)}
+            "better": sum(c["verdict"] == "better" for c in changes),
+            "worse": sum(c["verdict"] == "worse" for c in changes)}
 
 
 def _direction(was_ok: bool, ok: bool, deltas: dict) -> str:

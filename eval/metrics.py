@@ -37,7 +37,8 @@ _SCALES = {
 }
 _FR_SCALES = {"billion": 12, "billions": 12}  # in French a "billion" is 10^12
 _SCALED = re.compile(r"(\d+(?:\.\d+)?)\s*(" + "|".join(sorted(_SCALES, key=len, reverse=True)) + r")\b")
-_UNITS = ((re.compile(r"\$|\bus\$|\busd\b|\bdollars?\b"), " dollars "), (re.compile(r"€|\beur\b|\beuros?\b"), " euros "),
+_UNITS = ((re.compile(r"\$|\bus\$|\busd\b|\bdollars?\b"), " dollars "),
+          (re.compile(r"€|\beur\b|\beuros?\b"), " euros "),
           (re.compile(r"%|\bpour ?cents?\b|\bper ?cent\b|\bpercent\b"), " pourcent "))
 
 

@@ -51,7 +51,8 @@ def _summary_html(rows: list[dict], comparison: dict | None) -> str:
         f"<td>{_e(r['bound'])}</td><td>{'' if r['ok'] is None else 'ok' if r['ok'] else 'FAIL'}</td>"
         + (f"<td>{deltas[r['metric']]:+.4f}</td>" if r["metric"] in deltas else "<td></td>" if comparison else "")
         + "</tr>" for r in rows)
-    head = "<th>metric</th><th>value</th><th>threshold</th><th>status</th>" + ("<th>vs baseline</th>" if comparison else "")
+    head = ("<th>metric</th><th>value</th><th>threshold</th><th>status</th>"
+            + ("<th>vs baseline</th>" if comparison else ""))
     return f"<h2>Summary</h2><table class='summary'><tr>{head}</tr>{body}</table>"
 
 

@@ -150,7 +150,8 @@ def _qrels(folder: Path) -> list[tuple[str, str, int]]:
     if path is None:
         raise InputError(f"{folder}/qrels: no .tsv file; expected qrels/test.tsv (query-id, corpus-id, score)")
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(r[0], r[1], int(float(r[2]))) for r in rows if len(r) >= 3 and r[2].strip().lstrip("-").replace(".", "").isdigit()]
+    return [(r[0], r[1], int(float(r[2]))) for r in rows
+            if len(r) >= 3 and r[2].strip().lstrip("-").replace(".", "").isdigit()]
 
 
 def query_metrics(chunks: Sequence[Chunk], query: EvalQuery) -> dict[str, float]:

@@ -125,7 +125,8 @@ def score_answer(item: EvalItem, answer: dict, embedder: CachedEmbedder, config:
             values["citation_precision"] = citation_precision(text, passages, item.evidence, embedder,
                                                               config.support, lang)
     said = "" if abstained else text
-    values.update(exact_match=exact_match(said, item.expected_answer, lang), f1=round(token_f1(said, item.expected_answer, lang), 4),
+    values.update(exact_match=exact_match(said, item.expected_answer, lang),
+                  f1=round(token_f1(said, item.expected_answer, lang), 4),
                   recall=round(token_recall(said, item.expected_answer, lang), 4),
                   similarity=similarity(said, item.expected_answer, embedder) if said else 0.0,
                   wrong_abstention=float(abstained))

@@ -37,7 +37,8 @@ class UpdateReport:
     def summary(self) -> str:
         """One line for people."""
         return (f"{len(self.added)} added, {len(self.replaced)} replaced, {len(self.unchanged)} unchanged, "
-                f"{len(self.deleted)} deleted; {self.chunks_embedded} chunks embedded, {self.chunks_total} in the index")
+                f"{len(self.deleted)} deleted; {self.chunks_embedded} chunks embedded, "
+                f"{self.chunks_total} in the index")
 
 
 def expected_manifest(embedder: Embedder, chunker: Chunker) -> dict:

@@ -114,8 +114,10 @@ class LexicalIndex:
         """The index saved at ``path``; IndexMismatchError if it was made by another analyser version."""
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(npz["meta"].tobytes().decode())
-            if (meta.get("version"), meta.get("k1"), meta.get("b"), meta.get("method")) != (ANALYZER_VERSION, K1, B, METHOD):
-                raise IndexMismatchError(f"{path} was made with other lexical settings; rebuild it with `rag index --rebuild corpus/`")
+            if ((meta.get("version"), meta.get("k1"), meta.get("b"), meta.get("method"))
+                    != (ANALYZER_VERSION, K1, B, METHOD)):
+                raise IndexMismatchError(f"{path} was made with other lexical settings; "
+                                         "rebuild it with `rag index --rebuild corpus/`")
             offsets = np.concatenate([[0], np.cumsum(npz["lengths"])])
             terms = npz["terms"]
             doc_ids = [terms[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]

@@ -139,7 +139,8 @@ class IndexStore:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError) as exc:
-            raise IndexMismatchError(f"{path}: manifest missing or unreadable; rebuild with `rag index --rebuild corpus/`") from exc
+            raise IndexMismatchError(f"{path}: manifest missing or unreadable; "
+                                     "rebuild with `rag index --rebuild corpus/`") from exc
         check_manifest(manifest, expect or {}, self.root)
         if verify:
             _verify_checksums(path, manifest)
@@ -221,7 +222,8 @@ def _verify_checksums(path: Path, manifest: dict) -> None:
     for filename, expected in manifest.get("checksums", {}).items():
         if not (path / filename).exists() or _sha256(path / filename) != expected:
             raise IndexMismatchError(
-                f"{path / filename} is missing or damaged (checksum mismatch); rebuild with `rag index --rebuild corpus/`"
+                f"{path / filename} is missing or damaged (checksum mismatch); "
+                "rebuild with `rag index --rebuild corpus/`"
             )
 
 

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     import eval.commands
     import rag.commands
 
-    parser = argparse.ArgumentParser(prog="rag", description="Question answering over news articles, with cited sources.")
+    parser = argparse.ArgumentParser(prog="rag",
+                                     description="Question answering over news articles, with cited sources.")
     sub = parser.add_subparsers(title="commands")
     rag.commands.register_commands(sub)
     _add_serve(sub)

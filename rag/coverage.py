@@ -76,4 +76,5 @@ def has_number(sentence: str) -> bool:
 def has_date(sentence: str) -> bool:
     """True when the sentence states a year or a month."""
     folded = fold(sentence)
-    return bool(re.search(r"\b(1[89]|20)\d\d\b", sentence)) or any(re.search(rf"\b{fold(m)}\b", folded) for m in _MONTHS)
+    return (bool(re.search(r"\b(1[89]|20)\d\d\b", sentence))
+            or any(re.search(rf"\b{fold(m)}\b", folded) for m in _MONTHS))

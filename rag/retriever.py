@@ -117,7 +117,8 @@ class CrossEncoderReranker:
 
     def score(self, question: str, passages: list[str]) -> np.ndarray:
         """One relevance score per passage."""
-        return np.asarray(self.model.predict([(question, p) for p in passages], show_progress_bar=False), dtype=np.float32)
+        return np.asarray(self.model.predict([(question, p) for p in passages], show_progress_bar=False),
+                          dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=2)

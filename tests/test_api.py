@@ -67,7 +67,8 @@ def test_ask_returns_answer_citations_and_timings(api):
     assert {"answer", "abstained", "citations", "timings_ms", "backend", "model"} <= set(body)
     assert not body["abstained"] and body["backend"] == "extractive"
     assert len(body["citations"]) == 3 and [c["n"] for c in body["citations"]] == [1, 2, 3]
-    assert {"n", "chunk_id", "article_id", "title", "date", "url", "text", "start", "end", "score"} <= set(body["citations"][0])
+    assert {"n", "chunk_id", "article_id", "title", "date", "url", "text", "start", "end",
+            "score"} <= set(body["citations"][0])
     assert {"embed", "search", "generate", "total"} <= set(body["timings_ms"])
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
     assert cited and cited <= {1, 2, 3}
@@ -78,7 +79,8 @@ def test_filters_restrict_the_passages(api):
     assert none["abstained"] and none["citations"] == []
     english = api.post("/ask", json={"question": QUESTION, "filters": {"language": "en"}}).json()
     assert english["citations"] == [], "the corpus is French"
-    dated = api.post("/ask", json={"question": QUESTION, "filters": {"date_from": "2025-06-24", "date_to": "2025-06-24"}})
+    dated = api.post("/ask", json={"question": QUESTION,
+                                   "filters": {"date_from": "2025-06-24", "date_to": "2025-06-24"}})
     assert dated.json()["citations"]
 
 
@@ -115,7 +117,8 @@ def test_over_long_question_limit_is_configurable(tmp_path):
         padded = client.post("/ask", json={"question": "  " + "y" * 38 + "  "})
         assert padded.status_code == 400, "spaces count, as the schema's maxLength says"
         assert client.post("/ask", json={"question": "y" * 40}).status_code == 200
-        assert client.get("/openapi.json").json()["components"]["schemas"]["AskIn"]["properties"]["question"]["maxLength"] == 40
+        assert (client.get("/openapi.json").json()["components"]["schemas"]["AskIn"]["properties"]["question"]
+                ["maxLength"] == 40)
 
 
 def test_malformed_json_is_a_400(api):
@@ -193,7 +196,8 @@ def test_reads_can_require_a_key(tmp_path):
         assert client.post("/ask", json={"question": QUESTION}).status_code == 401
         assert client.get("/articles", headers={"x-api-key": "bad"}).status_code == 403
         assert client.get("/v1/models").status_code == 401
-        assert client.post("/ask", json={"question": QUESTION}, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+        assert client.post("/ask", json={"question": QUESTION},
+                           headers={"authorization": f"Bearer {KEY}"}).status_code == 200
         assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
         security = client.get("/openapi.json").json()["paths"]["/ask"]["post"]["security"]
         assert {} not in security, "the schema says the key is required"
@@ -202,7 +206,8 @@ def test_reads_can_require_a_key(tmp_path):
 def test_articles_add_list_get_replace_delete(api):
     headers = {"x-api-key": KEY}
     before = api.get("/ready").json()
-    batch = [{"id": "a-1", "title": "Premier", "text": "La ratatouille se cuit lentement au four.", "date": "2025-01-02"},
+    batch = [{"id": "a-1", "title": "Premier", "text": "La ratatouille se cuit lentement au four.",
+              "date": "2025-01-02"},
              {"text": "Second article sans identifiant.\nAvec deux lignes.", "language": "fr"}]
     r = api.post("/articles", json=batch, headers=headers)
     assert r.status_code == 200, r.text

@@ -109,4 +109,5 @@ def test_real_embeddings_accept_a_translation_and_reject_fabrications(embedder):
     paid = checker.support("According to the Wall Street Journal, Microsoft paid 20 billion dollars.", 1)
     assert not paid.ok and paid.missing == ("20",)
     resigned = checker.support("Satya Nadella a démissionné de Microsoft selon le Wall Street Journal.", 1)
-    assert not resigned.ok and resigned.missing == ("Nadella",), "a name the passage lacks (the first word is not checked)"
+    assert not resigned.ok and resigned.missing == ("Nadella",), ("a name the passage lacks "
+                                                                  "(the first word is not checked)")

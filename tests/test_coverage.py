@@ -29,7 +29,8 @@ def test_missing_terms(question, missing):
 
 
 def test_question_names_skip_question_words():
-    assert question_names("Pourquoi Sam Altman a-t-il parlé avec Satya Nadella ?") == ["Sam", "Altman", "Satya", "Nadella"]
+    assert (question_names("Pourquoi Sam Altman a-t-il parlé avec Satya Nadella ?")
+            == ["Sam", "Altman", "Satya", "Nadella"])
     assert question_names("Quel est le prix de l'abonnement à Copilot ?") == ["Copilot"]
     assert question_names("Microsoft pourrait-il se passer d’OpenAI ?") == ["Microsoft", "OpenAI"]
 
@@ -49,4 +50,5 @@ def test_answer_types(question, amount, date):
 
 def test_sentence_types():
     assert has_number("estimé à 13 milliards de dollars") and not has_number("un investissement massif")
-    assert has_date("Le 24 juin 2025, Sam Altman") and has_date("Depuis 2019, Microsoft") and not has_date("13 milliards")
+    assert (has_date("Le 24 juin 2025, Sam Altman") and has_date("Depuis 2019, Microsoft")
+            and not has_date("13 milliards"))

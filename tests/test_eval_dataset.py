@@ -50,7 +50,8 @@ def test_bundled_evidence_is_quoted_from_the_article_and_fits_a_chunk():
         if item.answerable:
             assert item.evidence and find_span(article.text, item.evidence), f"{item.id}: evidence not in the article"
         else:
-            assert not item.evidence and item.expected_answer in ("Les articles ne le disent pas.", "The articles don't say.")
+            assert not item.evidence and item.expected_answer in ("Les articles ne le disent pas.",
+                                                                  "The articles don't say.")
 
 
 def test_faq_answers_are_expected_word_for_word():

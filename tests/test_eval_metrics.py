@@ -164,5 +164,6 @@ def test_gate_checks_minimums_and_maximums():
     gate = {"min": {"hit_at_k": 0.9, "pass_rate": 0.5}, "max": {"wrong_abstention_rate": 0.1}}
     assert check_gate({"hit_at_k": 0.9, "pass_rate": 0.5, "wrong_abstention_rate": 0.1}, gate) == []
     failures = check_gate({"hit_at_k": 0.89, "pass_rate": 0.6, "wrong_abstention_rate": 0.2}, gate)
-    assert failures == ["hit_at_k = 0.89 is below the minimum 0.9", "wrong_abstention_rate = 0.2 is above the maximum 0.1"]
+    assert failures == ["hit_at_k = 0.89 is below the minimum 0.9",
+                        "wrong_abstention_rate = 0.2 is above the maximum 0.1"]
     assert check_gate({}, {"min": {"judge": 0.5}}) == ["judge = n/a is below the minimum 0.5"]

@@ -35,7 +35,8 @@ def squad(tmp_path):
         entry = {"title": title, "paragraphs": []}
         for n, (context, qas) in enumerate(paragraphs):
             entry["paragraphs"].append({"context": context, "qas": [
-                {"id": f"{title[:3]}{n}{i}", "question": q, "answers": [{"text": a, "answer_start": max(context.find(a), 0)}]}
+                {"id": f"{title[:3]}{n}{i}", "question": q,
+                 "answers": [{"text": a, "answer_start": max(context.find(a), 0)}]}
                 for i, (q, a) in enumerate(qas)]})
         data["data"].append(entry)
     path = tmp_path / "tiny.json"
@@ -104,10 +105,12 @@ def test_cli_eval_retrieval_on_beir_folder(tmp_path, monkeypatch, capsys):
 def test_best_threshold_and_auc():
     answerable, unanswerable = np.array([0.9, 0.85, 0.8, 0.7]), np.array([0.75, 0.6, 0.65, 0.5])
     result = best_threshold(answerable, unanswerable)
-    assert result["threshold"] == pytest.approx(0.675) and result["balanced_accuracy"] == pytest.approx(0.875)  # tie: lowest
+    assert (result["threshold"] == pytest.approx(0.675)
+            and result["balanced_accuracy"] == pytest.approx(0.875))  # tie: lowest
     assert auc(answerable, unanswerable) == pytest.approx(15 / 16)
     strict = threshold_for_answer_rate(answerable, unanswerable, 0.75)
-    assert strict["threshold"] == 0.8 and strict["answered_answerable"] == 0.75 and strict["abstained_unanswerable"] == 1.0
+    assert (strict["threshold"] == 0.8 and strict["answered_answerable"] == 0.75
+            and strict["abstained_unanswerable"] == 1.0)
     assert threshold_for_answer_rate(answerable, unanswerable, 1.0)["threshold"] == 0.7
     assert auc(np.array([1.0]), np.array([1.0])) == 0.5
 

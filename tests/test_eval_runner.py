@@ -125,8 +125,8 @@ def test_gate_fails_when_a_threshold_is_raised_above_the_achieved_value(cli_env,
 
 def test_cli_prints_the_table_and_compares_with_a_baseline(cli_env, capsys):
     out = cli_env / "out"
-    args = ["eval", "answers", "--set", str(cli_env / "mini.jsonl"), "--out", str(out), "--corpus", str(ROOT / "corpus"),
-            "--thresholds", str(_thresholds(cli_env / "none.toml"))]
+    args = ["eval", "answers", "--set", str(cli_env / "mini.jsonl"), "--out", str(out),
+            "--corpus", str(ROOT / "corpus"), "--thresholds", str(_thresholds(cli_env / "none.toml"))]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert re.search(r"^hit_at_k\s+\d\.\d{4}", table, re.M) and re.search(r"^items\s+5$", table, re.M)
@@ -144,7 +144,8 @@ def test_cli_prints_the_table_and_compares_with_a_baseline(cli_env, capsys):
 def test_cli_runs_a_squad_file_ungated(cli_env, capsys):
     context = "Le Louvre est un musée de Paris. Il a ouvert ses portes en 1793."
     squad = {"data": [{"title": "Louvre", "paragraphs": [{"context": context, "qas": [
-        {"id": "s1", "question": "Quand le Louvre a-t-il ouvert ?", "answers": [{"text": "1793", "answer_start": 59}]}]}]},
+        {"id": "s1", "question": "Quand le Louvre a-t-il ouvert ?",
+         "answers": [{"text": "1793", "answer_start": 59}]}]}]},
         {"title": "Autre", "paragraphs": [{"context": "Texte sans rapport.", "qas": []}]}]}
     path = cli_env / "tiny.json"
     path.write_text(json.dumps(squad), encoding="utf-8")

@@ -120,7 +120,8 @@ def test_pipeline_modes_and_abstention_on_dense_evidence(index):
 
 
 def test_mmr_drops_near_duplicates(tmp_path):
-    texts = ["Microsoft investit dans OpenAI et son cloud Azure.", "Microsoft investit dans OpenAI et son cloud Azure !",
+    texts = ["Microsoft investit dans OpenAI et son cloud Azure.",
+             "Microsoft investit dans OpenAI et son cloud Azure !",
              "OpenAI signe avec Oracle pour du cloud supplémentaire."]
     articles = [Article(id=f"d{i}", title="", text=t, language="fr") for i, t in enumerate(texts)]
     emb = FakeEmbedder(16)

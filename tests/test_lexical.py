@@ -55,7 +55,8 @@ def bm25_oracle(docs: list[list[str]], query: list[str]) -> np.ndarray:
 
 def test_scores_match_bm25_oracle():
     texts = ["Microsoft investit dans OpenAI, et OpenAI grandit.", "OpenAI publie un modèle.",
-             "Le partenariat entre Microsoft et OpenAI est renégocié en 2025.", "Rien à voir : la pluie et le beau temps."]
+             "Le partenariat entre Microsoft et OpenAI est renégocié en 2025.",
+             "Rien à voir : la pluie et le beau temps."]
     chunks = [chunk(i, t) for i, t in enumerate(texts)]
     index = LexicalIndex.build(chunks)
     query = "Microsoft et OpenAI renégocient le partenariat"

@@ -44,11 +44,13 @@ def test_jsonl_records(tmp_path):
 
 
 def test_squad_titles_become_articles(tmp_path):
-    squad = {"data": [{"title": "Paris", "paragraphs": [{"context": "Paris est la capitale.", "qas": []},
-                                                         {"context": "Elle compte deux millions d'habitants.", "qas": []}]}]}
+    squad = {"data": [{"title": "Paris",
+                       "paragraphs": [{"context": "Paris est la capitale.", "qas": []},
+                                      {"context": "Elle compte deux millions d'habitants.", "qas": []}]}]}
     (tmp_path / "s.json").write_text(json.dumps(squad), encoding="utf-8")
     [article] = load_articles([tmp_path / "s.json"])
-    assert article.title == "Paris" and article.text == "Paris est la capitale.\n\nElle compte deux millions d'habitants."
+    assert (article.title == "Paris"
+            and article.text == "Paris est la capitale.\n\nElle compte deux millions d'habitants.")
 
 
 @pytest.mark.parametrize("name, content, message", [

@@ -35,7 +35,8 @@ def test_answer_cites_retrieved_passages(pipeline):
 
 
 def test_abstains_below_threshold(pipeline):
-    strict = Pipeline(pipeline.settings.model_copy(update={"abstain_threshold": 0.99}), pipeline.embedder, pipeline.data)
+    strict = Pipeline(pipeline.settings.model_copy(update={"abstain_threshold": 0.99}), pipeline.embedder,
+                      pipeline.data)
     answer = strict.ask("Quelle est la recette de la ratatouille ?")
     assert answer.abstained and answer.answer == "Les articles ne le disent pas."
     assert answer.citations, "the closest passages are still offered"

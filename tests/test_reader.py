@@ -11,7 +11,8 @@ from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = Path(__file__).resolve().parent / "data" / "articles"
 SHIPPED = (WEIGHTS_DIR / WEIGHTS_FILE).exists() and (WEIGHTS_DIR / MANIFEST_FILE).exists()
-needs_weights = pytest.mark.skipif(not SHIPPED, reason="no reader weights in rag/reader/weights: run `rag train reader`")
+needs_weights = pytest.mark.skipif(not SHIPPED,
+                                   reason="no reader weights in rag/reader/weights: run `rag train reader`")
 
 
 def test_windows_pack_whole_sentences_and_keep_paragraphs_apart():

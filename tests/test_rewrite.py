@@ -11,7 +11,8 @@ MS = "Combien Microsoft a-t-il investi dans OpenAI ?"
 
 
 @pytest.mark.parametrize("previous, question, standalone", [
-    ("Combien Google a-t-il investi dans Anthropic ?", "et Microsoft ?", "Combien Microsoft a-t-il investi dans Anthropic ?"),
+    ("Combien Google a-t-il investi dans Anthropic ?", "et Microsoft ?",
+     "Combien Microsoft a-t-il investi dans Anthropic ?"),
     ("How much did Microsoft invest in OpenAI?", "What about Google?", "How much did Google invest in OpenAI?"),
     (MS, "Et en 2024 ?", "Combien Microsoft a-t-il investi dans OpenAI en 2024 ?"),
     (MS, "Quand l'a-t-il annoncé ?", f"Quand l'a-t-il annoncé ? ({MS})"),
@@ -55,13 +56,15 @@ def test_the_model_rewrites_when_there_is_one():
                {"role": "assistant", "content": "Deux milliards [1]."}]
     result = rewrite("et Microsoft ?", history, chat)
     assert (result.question, result.method) == ("Combien Microsoft a-t-il investi dans Anthropic ?", "llm")
-    assert "Deux milliards" in chat.messages[-1]["content"] and "Last question: et Microsoft ?" in chat.messages[-1]["content"]
+    assert ("Deux milliards" in chat.messages[-1]["content"]
+            and "Last question: et Microsoft ?" in chat.messages[-1]["content"])
 
 
 @pytest.mark.parametrize("chat", [Chat(error=BackendError("timed out")), Chat("line one\nline two"), Chat("")],
                          ids=["error", "two-lines", "empty"])
 def test_the_heuristic_takes_over_when_the_model_fails(chat):
-    result = rewrite("et Microsoft ?", [{"role": "user", "content": "Combien Google a-t-il investi dans Anthropic ?"}], chat)
+    result = rewrite("et Microsoft ?", [{"role": "user", "content": "Combien Google a-t-il investi dans Anthropic ?"}],
+                     chat)
     assert result.question == "Combien Microsoft a-t-il investi dans Anthropic ?" and result.method == "heuristic"
     assert "the model failed" in result.note
 

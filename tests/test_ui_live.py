@@ -170,7 +170,8 @@ def test_review_room_adds_an_item_from_the_chat_question(page_in, eval_copy):
     page.click("#add-item")
     page.locator("#review-status", has_text="Added item").wait_for()
     added = EvalSet(eval_copy).items()[-1]
-    assert (added.question, added.expected_answer, added.tags) == (QUESTION, "13 milliards de dollars", ("ui", "number"))
+    assert ((added.question, added.expected_answer, added.tags)
+            == (QUESTION, "13 milliards de dollars", ("ui", "number")))
 
 
 def test_gradio_client_calls_the_chat_endpoint(base_url):

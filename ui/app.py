@@ -30,8 +30,10 @@ CSS = """
 .rag-answer a.cite { color: #b45309; text-decoration: none; font-weight: 600; cursor: pointer; }
 .rag-answer .answer-meta { color: #9ca3af; font-size: 0.75em; margin-top: 4px; }
 #review-status { min-height: 1.5em; }
-.metrics .overall { display: inline-block; font-weight: 700; padding: 1px 10px; border-radius: 10px; margin-bottom: 6px; }
-.metrics .overall.ok { background: #dcfce7; color: #166534; } .metrics .overall.ko { background: #fee2e2; color: #991b1b; }
+.metrics .overall { display: inline-block; font-weight: 700; padding: 1px 10px; border-radius: 10px;
+  margin-bottom: 6px; }
+.metrics .overall.ok { background: #dcfce7; color: #166534; }
+.metrics .overall.ko { background: #fee2e2; color: #991b1b; }
 .metrics table { border-collapse: collapse; font-size: 0.88em; }
 .metrics td, .metrics th { padding: 2px 10px; border-bottom: 1px solid #e5e7eb; text-align: left; }
 .run-summary .head { font-weight: 600; } .run-summary .meta { color: #6b7280; font-size: 0.85em; margin: 2px 0 6px; }

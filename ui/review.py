@@ -131,7 +131,8 @@ class Handlers:
         keep = gr.update()
         return (done(f"{t(language, 'ran')} {len(items)} {t(language, 'items')}"),
                 summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
-                current_answer_html(result, language) if result else keep, metrics_html(result, language) if result else keep)
+                current_answer_html(result, language) if result else keep,
+                metrics_html(result, language) if result else keep)
 
     @guarded(outputs=7)
     def add(self, language, question, expected, evidence, answerable, item_language, tags, tag, verdict, run):
@@ -185,7 +186,8 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
         with gr.Column(scale=1):
             item = _item_panel(lang)
         with gr.Column(scale=1):
-            result = {"answer_label": gr.Markdown(f"**{t(lang, 'current')}**"), "answer": gr.HTML("", elem_id="item-answer"),
+            result = {"answer_label": gr.Markdown(f"**{t(lang, 'current')}**"),
+                      "answer": gr.HTML("", elem_id="item-answer"),
                       "metrics_label": gr.Markdown(f"**{t(lang, 'metrics')}**"),
                       "metrics": gr.HTML("", elem_id="item-metrics"),
                       "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
@@ -212,7 +214,8 @@ def _adder(lang: str) -> dict:
                  "evidence": gr.Textbox(label=t(lang, "evidence"), lines=2, elem_id="new-evidence")}
         with gr.Row():
             parts |= {"answerable": gr.Checkbox(True, label=t(lang, "answerable"), elem_id="new-answerable"),
-                      "language": gr.Dropdown(["fr", "en"], value="fr", label=t(lang, "item_lang"), elem_id="new-language"),
+                      "language": gr.Dropdown(["fr", "en"], value="fr", label=t(lang, "item_lang"),
+                                              elem_id="new-language"),
                       "tags": gr.Textbox(label=t(lang, "tags"), elem_id="new-tags")}
         parts["add"] = gr.Button(t(lang, "add"), variant="primary", elem_id="add-item")
     return parts
@@ -235,8 +238,10 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
     v.run_all.click(h.run_all, [language, v.selected, backend, *filters],
                     [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE)
     a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
-    a["add"].click(h.add, [language, *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")],
-                           *filters], [v.status, v.grid, v.filters[0], a["question"], a["expected"], a["evidence"], a["tags"]],
+    a["add"].click(h.add,
+                   [language, *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")],
+                    *filters],
+                   [v.status, v.grid, v.filters[0], a["question"], a["expected"], a["evidence"], a["tags"]],
                    **PRIVATE)
 
 
@@ -251,7 +256,8 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
         return lambda L: gr.update(label=t(L, key), choices=list(filter_choices(L, room.tags()).values())[n])
 
     i, r, a = v.item, v.result, v.adder
-    return [(v.intro, value("review_intro")), (v.filters[0], choices(0, "f_tag")), (v.filters[1], choices(1, "f_verdict")),
+    return [(v.intro, value("review_intro")), (v.filters[0], choices(0, "f_tag")),
+            (v.filters[1], choices(1, "f_verdict")),
             (v.filters[2], choices(2, "f_run")), (v.refresh, value("refresh")), (i["question"], label("question")),
             (i["expected"], label("expected")), (i["evidence"], label("evidence")), (i["save"], value("save")),
             (i["verdict"], lambda L: gr.update(label=t(L, "verdict"), choices=verdict_choices(L))),
@@ -259,8 +265,10 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (r["answer_label"], value("current", "**{}**")), (r["metrics_label"], value("metrics", "**{}**")),
             (r["run_item"], value("run_item")), (v.run_all, value("run_all")),
             (v.summary, lambda L: gr.update(value=summary_html(room.summary, L))),
-            (a["accordion"], label("new_item")), (a["from_chat"], value("from_chat")), (a["question"], label("question")),
-            (a["expected"], label("expected")), (a["evidence"], label("evidence")), (a["answerable"], label("answerable")),
+            (a["accordion"], label("new_item")), (a["from_chat"], value("from_chat")),
+            (a["question"], label("question")),
+            (a["expected"], label("expected")), (a["evidence"], label("evidence")),
+            (a["answerable"], label("answerable")),
             (a["language"], label("item_lang")), (a["tags"], label("tags")), (a["add"], value("add"))]
 
 

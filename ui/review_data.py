@@ -63,7 +63,8 @@ class ReviewRoom:
         for item in self.evalset.items():
             last = last_verdict(item)
             state = self.run_state(item.id)
-            if (tag and tag not in item.tags) or (verdict and (last or NO_VERDICT) != verdict) or (run and state != run):
+            if ((tag and tag not in item.tags) or (verdict and (last or NO_VERDICT) != verdict)
+                    or (run and state != run)):
                 continue
             rows.append([item.id, item.question, item.language, ", ".join(item.tags),
                          t(language, "yes" if item.answerable else "no"),
@@ -118,7 +119,8 @@ def metrics_html(result: dict | None, language: str) -> str:
                    for m, v in result["metrics"].items() if v is not None)
     verdict = t(language, "pass" if result["ok"] else "fail")
     return (f'<div class="metrics"><div class="overall {"ok" if result["ok"] else "ko"}">{html.escape(verdict)}</div>'
-            f'<table><tr><th>{t(language, "metric")}</th><th>{t(language, "value")}</th><th></th></tr>{rows}</table></div>')
+            f'<table><tr><th>{t(language, "metric")}</th><th>{t(language, "value")}</th><th></th></tr>'
+            f'{rows}</table></div>')
 
 
 def current_answer_html(result: dict | None, language: str) -> str:
@@ -134,7 +136,8 @@ def summary_html(summary: dict, language: str) -> str:
         return f'<div class="run-summary empty">{html.escape(t(language, "no_run"))}</div>'
     meta = summary.get("meta", {})
     what = " · ".join(f"{html.escape(str(k))} {_number(v)}" for k, v in meta.items())
-    cells = "".join(f'<div class="cell"><span class="k">{html.escape(k)}</span><span class="v">{_number(v)}</span></div>'
+    cells = "".join(f'<div class="cell"><span class="k">{html.escape(k)}</span>'
+                    f'<span class="v">{_number(v)}</span></div>'
                     for k, v in summary.items() if k != "meta")
     return (f'<div class="run-summary"><div class="head">{html.escape(t(language, "summary"))}</div>'
             f'<div class="meta">{what}</div><div class="grid">{cells}</div></div>')

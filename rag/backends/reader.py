@@ -1,4 +1,5 @@
-"""The reader backend (opt-in, RAG_BACKEND=reader): the trained reader extracts the exact answer from the passages, or abstains.
+"""The reader backend (opt-in, RAG_BACKEND=reader): the trained reader extracts the exact answer from the passages,
+or abstains.
 
 Steps, for one question and its numbered passages:
 1. every passage sentence is scored against the question as the extractive backend does
@@ -114,7 +115,8 @@ def _missing_note(request: Request, best: Reading, window: Window) -> str:
     texts = " ".join(h.chunk.text for h in request.hits).lower()
     present = [n for n in question_names(request.question) if n.lower() in texts]
     subject = f"the articles mention {', '.join(present)} but" if present else "the passages are on the subject but"
-    rejected = f"; best rejected span «{best.text}» [{window.n}] at confidence {best.confidence:.2f}" if best.text else ""
+    rejected = (f"; best rejected span «{best.text}» [{window.n}] at confidence {best.confidence:.2f}"
+                if best.text else "")
     return f"{subject} no passage answers the question (reader){rejected}"
 
 

@@ -102,13 +102,15 @@ def _add_error_handlers(app: FastAPI, routers) -> None:
         errors = exc.errors()
         bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if bad_json:
-            return _error(request, 400, f"the body is not valid JSON ({bad_json.get('ctx', {}).get('error', 'decode error')}"
+            return _error(request, 400, "the body is not valid JSON "
+                          f"({bad_json.get('ctx', {}).get('error', 'decode error')}"
                           f" at character {bad_json['loc'][-1]}); send a JSON object, see /docs for examples")
         if isinstance(exc.body, bytes):  # not parsed: the Content-Type is not JSON
             return _error(request, 415, f"the body must be JSON sent with `Content-Type: application/json` (got "
                           f"{request.headers.get('content-type') or 'no Content-Type'})")
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-        return _error(request, 422, f"invalid request: {_describe(errors, exc.body)}; see /docs for the schema", detail=detail)
+        return _error(request, 422, f"invalid request: {_describe(errors, exc.body)}; see /docs for the schema",
+                      detail=detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -20,7 +20,8 @@ ERROR_TEXTS = {
     400: "Bad input (empty or over-long question, unknown backend, malformed JSON); the message says what to fix",
     401: "An API key is needed", 403: "The API key is not valid", 413: "The body is too large",
     415: "The body is not sent as JSON",
-    422: "The body does not match the schema; the message lists the fields", 500: "Internal error (quote the request id)",
+    422: "The body does not match the schema; the message lists the fields",
+    500: "Internal error (quote the request id)",
 }
 ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in ERROR_TEXTS.items()}
 SSE_EXAMPLE = ('event: citations\ndata: [{"n": 1, "chunk_id": "a#1", ...}]\n\n'

@@ -25,7 +25,8 @@ from rag.http.sse import sse, sse_response
 from rag.types import AskRequest
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_read)],
-                   responses={code: {"model": OpenAIErrorOut, "description": text} for code, text in ERROR_TEXTS.items()})
+                   responses={code: {"model": OpenAIErrorOut, "description": text}
+                              for code, text in ERROR_TEXTS.items()})
 SOURCES_HEADING = {"fr": "Sources :", "en": "Sources:"}
 
 
@@ -49,7 +50,8 @@ class ChatIn(BaseModel):
     """OpenAI's chat completion request; unknown OpenAI parameters (temperature, ...) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "extractive", "messages": [{"role": "user", "content": "Combien Microsoft a-t-il investi dans OpenAI ?"}]}]})
+        {"model": "extractive",
+         "messages": [{"role": "user", "content": "Combien Microsoft a-t-il investi dans OpenAI ?"}]}]})
 
     model: str = Field(..., description="An answer backend; GET /v1/models lists them")
     messages: list[Message] = Field(..., min_length=1, max_length=100)
@@ -110,7 +112,8 @@ def _text(message: Message) -> str:
 def sources_text(answer: dict) -> str:
     """The numbered list of the passages the answer cites, to append to the content ('' if none)."""
     cited = set(cited_numbers(answer["answer"]))
-    lines = [f"[{c['n']}] {c['title']}" + (f" ({c['date']})" if c["date"] else "") + (f" {c['url']}" if c["url"] else "")
+    lines = [(f"[{c['n']}] {c['title']}" + (f" ({c['date']})" if c["date"] else "")
+              + (f" {c['url']}" if c["url"] else ""))
              for c in answer["citations"] if c["n"] in cited and not answer["abstained"]]
     heading = SOURCES_HEADING.get(answer.get("language", ""), SOURCES_HEADING["en"])
     return "\n\n" + heading + "\n" + "\n".join(lines) if lines else ""

@@ -53,7 +53,8 @@ class AskIn(BaseModel):
                      {"role": "assistant", "content": "OpenAI est un partenaire de Microsoft [1]."}],
          "stream": True}]})
 
-    question: str = Field(..., pattern=NOT_BLANK, description="The question; its length limit is RAG_MAX_QUESTION_CHARS",
+    question: str = Field(..., pattern=NOT_BLANK,
+                          description="The question; its length limit is RAG_MAX_QUESTION_CHARS",
                           examples=[EXAMPLE_QUESTION])
     top_k: TopK | None = Field(None, description="Passages to retrieve (default RAG_TOP_K)")
     mode: str | None = Field(None, description="Retrieval mode: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE)",
@@ -62,7 +63,8 @@ class AskIn(BaseModel):
                                 examples=["extractive"])
     history: list[Turn] | None = Field(None, max_length=50, description="Earlier turns, oldest first")
     filters: FiltersIn | None = None
-    stream: bool = Field(False, strict=True, description="Send Server-Sent Events (citations, delta..., done) instead of JSON")
+    stream: bool = Field(False, strict=True,
+                         description="Send Server-Sent Events (citations, delta..., done) instead of JSON")
 
 
 class CitationOut(BaseModel):
@@ -78,7 +80,8 @@ class CitationOut(BaseModel):
     start: int = Field(..., description="Offset of the passage in the article's text")
     end: int
     score: float
-    highlights: list[list[int]] = Field(default_factory=list, description="(start, end) in `text` of the sentences used")
+    highlights: list[list[int]] = Field(default_factory=list,
+                                        description="(start, end) in `text` of the sentences used")
 
 
 class ReadingOut(BaseModel):
@@ -105,7 +108,8 @@ class AskOut(BaseModel):
     language: str = ""
     notes: list[str] = []
     fallback_from: str = Field("", description="The generative backend that failed, when the fallback answered")
-    evidence: float | None = Field(None, description="Best dense cosine among the passages (the abstention gate's input)")
+    evidence: float | None = Field(None, description="Best dense cosine among the passages "
+                                   "(the abstention gate's input)")
     reading: ReadingOut | None = Field(None, description="The reader's verdict: its best span, also when rejected")
 
 

@@ -217,7 +217,8 @@ def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, 
         "metrics": {
             "windows": {"auc_answer_vs_no_answer": round(auc, 4),
                         "exact_span_on_answer_windows": round(float(exact[answerable].mean()), 4),
-                        "no_answer_rejected_at_threshold": round(float((confidence[~answerable] < threshold).mean()), 4),
+                        "no_answer_rejected_at_threshold":
+                            round(float((confidence[~answerable] < threshold).mean()), 4),
                         "answer_kept_at_threshold": round(float((confidence[answerable] >= threshold).mean()), 4)},
             "train_seconds": round(time.time() - started),
         },
