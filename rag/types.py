@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
     from rag.retriever import Filters
 
 Mode = Literal["dense", "lexical", "hybrid"]
-MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")  # retrieval modes; hybrid is the default
+MODES: tuple[str, ...] = typing.get_args(Mode)  # the retrieval modes; hybrid is the default
 
 
 @dataclass(frozen=True)

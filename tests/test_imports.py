@@ -1,4 +1,4 @@
-"""``import rag`` and ``import index`` stay light: no torch, faiss or sentence_transformers."""
+"""``import rag``, ``import index`` and the bottom packages stay light: no torch, faiss or sentence_transformers."""
 import subprocess
 import sys
 
@@ -7,7 +7,8 @@ import pytest
 HEAVY = ("torch", "faiss", "sentence_transformers", "transformers", "gradio")
 
 
-@pytest.mark.parametrize("module", ["rag", "index", "rag.settings", "index.types", "common.errors", "rag.types"])
+@pytest.mark.parametrize("module", ["rag", "index", "rag.settings", "index.types", "common.errors", "common.text",
+                                    "common.sentences", "common.citations", "e5convert", "rag.types", "newsrag.cli"])
 def test_import_is_light(module):
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,6 +13,9 @@ from index.lexical import FILENAME, K1, B, LexicalIndex, LexicalWriter, analyze,
 from index.store import IndexStore
 from index.types import Article, Chunk
 
+# sha256 of the analysis of the bundled and test articles (see the test below)
+ANALYSER_DIGEST = "5873649cba28d8320597f53df379d1bb63a87ee9e72fe82eb9ad5ecbcd4b6d8f"
+
 
 def chunk(n, text, language="fr", title=""):
     return Chunk(id=f"a{n}#c", article_id=f"a{n}", title=title, text=text, start=0, end=len(text), language=language)
@@ -27,6 +30,27 @@ def test_analysis_folds_accents_stems_and_drops_stop_words():
     assert analyze("Quelle est la capitale ?", "fr") == ["capital"]
     assert analyze("The elected presidents", "en") == analyze("elect president", "en")
     assert analyze("l'Élysée d'été", "fr") == analyze("Elysée", "fr") == ["elys"]  # elisions and "été" go
+
+
+def test_the_analyser_is_byte_identical_to_the_one_stored_indexes_were_made_with():
+    """BM25 terms are stored in every index (lexical.npz, ANALYZER_VERSION 1): the analysis must not drift.
+
+    The digest was taken from the analyser as it was when version 1 was written (before text analysis
+    moved to common/text.py); a change to folding, stop words or stemming fails here, and then needs
+    ANALYZER_VERSION raised (indexes are rebuilt with a clear message) and this digest renewed."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    texts = [p.read_text(encoding="utf-8") for p in sorted((root / "corpus").iterdir()) if p.is_file()]
+    texts += [p.read_text(encoding="utf-8") for p in sorted((root / "tests/data/articles").iterdir())]
+    texts += ["What’s the Élysée's role? L’économie d'aujourd'hui — 13,5 milliards $",
+              "Who founded Mistral AI in 2023?", "Qu'ont trouvé les archéologues dans le métro de Rome ?"]
+    digest = hashlib.sha256()
+    for text in texts:
+        for language in ("fr", "en", "de"):
+            digest.update(("\x1f".join(analyze(text, language)) + "\n").encode())
+    assert digest.hexdigest() == ANALYSER_DIGEST
 
 
 def test_french_question_finds_passage_despite_inflections_and_accents():
