@@ -8,8 +8,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from common.citations import strip_marks
 from common.errors import InputError
-from common.text import detect_language
+from common.text import content_terms, detect_language
 from index.embedder import CachedEmbedder
 from index.store import IndexData
 from rag.backends import Backend, Generation, Request, get_backend
@@ -161,20 +162,33 @@ class Pipeline:
         elif best >= self.settings.abstain_threshold:
             request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
                               on_delta, turn.vector)
-            generation = self._reader_gate(turn.backend, request) or self.guard.generate(turn.backend, request)
+            generation = self._read_then_generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
         return generation
 
-    def _reader_gate(self, backend: Backend, request: Request) -> Generation | None:
-        """For a generative backend: an abstention when the reader finds no answer in any passage, so
-        the question is never sent to the model (None: let the model answer)."""
-        if not self.settings.reader_gate or backend.name in ("reader", "extractive"):
-            return None
+    def _read_then_generate(self, backend: Backend, request: Request) -> Generation:
+        """The backend's answer. With ``RAG_READER_GATE`` and a generative backend, the reader reads
+        first: when it finds no answer in any passage the question is never sent to the model (the
+        answer abstains); when the model's checked answer does not contain what the reader found, the
+        model answered something else than the question (an injected instruction obeyed, another fact)
+        and the reader's answer is served instead, with a note."""
+        if not self.settings.reader_gate or not getattr(backend, "generative", False):
+            return self.guard.generate(backend, request)
         verdict = self.backend("reader").generate(replace(request, on_delta=None))
-        if not verdict.abstained:
-            return None
-        return Generation("", abstained=True, model=verdict.model, reading=verdict.reading, notes=[
-            *verdict.notes, f"the reader found no answer in any passage; the question was not sent to {backend.name}"])
+        if verdict.abstained:
+            return Generation("", abstained=True, model=verdict.model, reading=verdict.reading, notes=[
+                *verdict.notes, f"the reader found no answer in any passage; the question was not sent to "
+                f"{backend.name}"])
+        generation = self.guard.generate(backend, request)
+        if generation.abstained or generation.fallback_from or answer_holds(generation.text, verdict.reading):
+            return replace(generation, reading=verdict.reading)
+        span, n = verdict.reading.get("text", ""), verdict.reading.get("n")
+        note = (f"the {backend.name} answer does not contain the answer the reader found in passage [{n}] "
+                f"(«{span}»); answered with the reader")
+        if request.on_delta:
+            request.on_delta(Reset(note))
+            request.on_delta(verdict.text)
+        return replace(verdict, notes=[note, *verdict.notes], fallback_from=backend.name, answered_by="reader")
 
     def _finish(self, turn: _Turn, generation: Generation | None) -> Answer:
         turn.timings["total"] = _ms(turn.started)
@@ -189,7 +203,7 @@ class Pipeline:
             question=turn.question,
             answer=ABSTAIN_TEXT.get(turn.language, ABSTAIN_TEXT["en"]) if abstained else generation.text,
             citations=citations, abstained=abstained,
-            backend=self.settings.fallback_backend if fallback_from else turn.backend.name,
+            backend=_answered_by(generation, turn.backend.name, self.settings.fallback_backend),
             model=(generation.model if generation and generation.model else self.embedder.name),
             language=turn.language, timings_ms=dict(turn.timings), notes=notes, fallback_from=fallback_from,
             evidence=round(best, 4) if best > float("-inf") else None,
@@ -205,6 +219,22 @@ class Pipeline:
             raise InputError(f"the question has {len(question)} characters; the limit is "
                              f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS)")
         return question
+
+
+def answer_holds(text: str, reading: dict, share: float = 0.5) -> bool:
+    """True when ``text`` states the reader's span: at least ``share`` of the span's content words
+    (all of them for a span of one or two) appear in it, compared as accent-folded stems."""
+    span = content_terms(reading.get("text", ""))
+    if not span:
+        return True  # nothing to compare (a span of stop words only)
+    found = len(span & content_terms(strip_marks(text)))
+    return found >= (len(span) if len(span) <= 2 else share * len(span))
+
+
+def _answered_by(generation: Generation | None, asked: str, fallback: str) -> str:
+    if generation is None or not generation.fallback_from:
+        return asked
+    return generation.answered_by or fallback
 
 
 def _request(request: AskRequest | str, options: dict) -> AskRequest:

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     rerank_depth: int = Field(20, ge=1, le=200, description="Passages the reranker (or MMR) reorders")
     mmr_lambda: float = Field(1.0, ge=0, le=1, description="MMR relevance weight; 1 = MMR off")
     reader_gate: bool = Field(False, description="Generative backends: do not send a question to the model when "
-                              "the reader finds no answer in any passage (the answer abstains)")
+                              "the reader finds no answer in any passage (the answer abstains), and serve the "
+                              "reader's answer when the model's does not contain it")
     answer_sentences: int = Field(3, ge=1, le=10, description="Sentences the extractive backend returns at most")
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     # Generative backends (openai, llamacpp); see README "Generative backends".

@@ -12,6 +12,7 @@ def fake_pipeline(index_dir: Path, articles=None, **overrides):
     from index.build import update_index
     from index.chunker import Chunker
     from index.embedder import FakeEmbedder
+    from index.lexical import LexicalWriter
     from index.store import IndexStore
     from rag.pipeline import Pipeline
     from rag.service import index_paths
@@ -23,5 +24,6 @@ def fake_pipeline(index_dir: Path, articles=None, **overrides):
     if articles is None:
         data, _ = index_paths(settings, embedder, settings.corpus_dirs)
     else:
-        data, _ = update_index(IndexStore(settings.index_dir), embedder, Chunker(), articles)
+        store = IndexStore(settings.index_dir)
+        data, _ = update_index(store, embedder, Chunker(), articles, extra_writers=[LexicalWriter(store)])
     return Pipeline(settings, embedder, data)

@@ -34,6 +34,7 @@ class Generation:
     model: str = ""
     notes: list[str] = field(default_factory=list)
     fallback_from: str = ""  # the backend that failed, when this answer comes from the fallback
+    answered_by: str = ""  # the backend that wrote this answer instead, when not the fallback
     reading: dict = field(default_factory=dict)
     """The reader's verdict when one was asked: best span, passage n, confidence, threshold, accepted."""
 
