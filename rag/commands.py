@@ -46,6 +46,8 @@ def register_train(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 13)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 2)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
+    p.add_argument("--calibrate-only", action="store_true",
+                   help="do not train: measure the weights in --out again and rewrite their calibration")
     p.set_defaults(func=_cmd_train_reader)
 
 
@@ -116,12 +118,16 @@ def _cmd_train_reader(args) -> int:
 
     from e5convert import ensure_converted
     from rag.reader.reader import WEIGHTS_DIR
-    from rag.reader.train import EPOCHS, SEED, train
+    from rag.reader.train import EPOCHS, SEED, recalibrate, train
 
     squad = Path(args.squad)
     if not squad.is_file():
         raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE (PIAF v1.0 is in ../shared/datasets)")
     base = ensure_converted(_settings().cache_dir / "models")
-    train(squad, base, Path(args.out or WEIGHTS_DIR), seed=SEED if args.seed is None else args.seed,
-          epochs=args.epochs or EPOCHS, limit=args.limit)
+    out = Path(args.out or WEIGHTS_DIR)
+    if args.calibrate_only:
+        recalibrate(squad, base, out)
+    else:
+        train(squad, base, out, seed=SEED if args.seed is None else args.seed, epochs=args.epochs or EPOCHS,
+              limit=args.limit)
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.reader import data as reader_data
-from rag.reader.inputs import PAD, encode_pair, token_span
+from rag.reader.inputs import EOS, PAD, encode_pair, token_span
 from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span
 
 FROZEN = 6
@@ -179,25 +179,25 @@ def _evaluate(net, items) -> tuple[np.ndarray, np.ndarray]:
             start, end = net(ids, mask)
             for row, i in enumerate(index):
                 n = len(items[i][0])
-                a, b, margins[i] = best_span(start[row, :n].numpy(), end[row, :n].numpy(), range(1, n))
+                passage = range(items[i][0].index(EOS) + 1, n - 1)  # as the reader reads in service
+                a, b, margins[i] = best_span(start[row, :n].numpy(), end[row, :n].numpy(), passage)
                 exact[i] = (a, b) == (items[i][1], items[i][2])
     return margins, exact
 
 
-def platt(margins: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """Logistic fit p(label | margin) = sigmoid(scale * margin + offset), by Newton's method."""
-    x = np.stack([margins, np.ones_like(margins)], axis=1)
-    w = np.array([1.0, 0.0])
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(x @ w, -30, 30)))
-        hessian = x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
-        w -= np.linalg.solve(hessian, x.T @ (p - labels))
-    return float(w[0]), float(w[1])
+def platt(margins: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Logistic fit p(label | margin) = sigmoid(scale * margin + offset) (Platt scaling, by
+    scikit-learn; a hand-written Newton fit diverged on a run whose margins spread widely)."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression(C=1.0).fit(np.asarray(margins, dtype=float)[:, None], np.asarray(labels, dtype=int))
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
 def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, exact, started) -> dict:
     answerable = np.array([t[3] == "answer" for t in test_set])
-    scale, offset = platt(margins, (answerable & exact).astype(float))
+    # Calibrated: the chance that the window holds the answer (what the abstention decides).
+    scale, offset = platt(margins, answerable)
     confidence = 1 / (1 + np.exp(-np.clip(scale * margins + offset, -30, 30)))
     ordered = np.sort(confidence[answerable])
     threshold = float(ordered[int(0.05 * len(ordered))])  # answers 95% of answerable windows
@@ -223,6 +223,31 @@ def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, 
             "train_seconds": round(time.time() - started),
         },
     }
+
+
+def recalibrate(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, log=print) -> dict:
+    """Measure the weights in ``out_dir`` again on the held-out windows and rewrite the manifest's
+    calibration, threshold, window metrics and check readings (``rag train reader --calibrate-only``)."""
+    from tokenizers import Tokenizer
+
+    started = time.time()
+    reader = Reader.load(base_folder, out_dir)
+    old = reader.manifest
+    seed, limit = old.get("seed", SEED), old.get("data", {}).get("limit", 0)
+    test_q = reader_data.read_questions(squad, held_out=True)
+    test_ex = reader_data.make_examples(test_q[:max(50, limit // 4)] if limit else test_q, seed)
+    test_set = _encode(Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json")), test_ex)
+    margins, exact = _evaluate(reader.net, test_set)
+    fresh = _manifest(squad, seed, old.get("epochs", EPOCHS), old["frozen_layers"], limit, [], test_set, margins,
+                      exact, started)
+    manifest = {**old, "calibration": fresh["calibration"], "threshold": fresh["threshold"],
+                "metrics": {**old.get("metrics", {}), "windows": fresh["metrics"]["windows"]}}
+    manifest["data"] = {**old.get("data", {}), "sha256": fresh["data"]["sha256"]}
+    _write_manifest(out_dir, manifest)
+    manifest["check"] = _check_readings(Reader.load(base_folder, out_dir), test_ex)
+    _write_manifest(out_dir, manifest)
+    log(json.dumps(manifest["metrics"]["windows"], indent=1))
+    return manifest
 
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
