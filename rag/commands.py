@@ -39,12 +39,12 @@ def register_commands(sub) -> None:
 def register_train(sub) -> None:
     """``rag train reader``: fine-tune the reader on PIAF's training part (see rag/reader/train.py)."""
     trains = sub.add_parser("train", help="train the project's models").add_subparsers(title="models")
-    p = trains.add_parser("reader", help="fine-tune the answer reader (about 40 min on 2 cores)")
+    p = trains.add_parser("reader", help="fine-tune the answer reader (about an hour on 2 cores)")
     p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"SQuAD-format training data (default {PIAF})")
     p.add_argument("--out", default=None, metavar="DIR", help="where to write the weights and manifest "
                    "(default: rag/reader/weights, the shipped reader)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 13)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 4)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
     p.add_argument("--calibrate-only", action="store_true",
                    help="do not train: measure the weights in --out again and rewrite their calibration")

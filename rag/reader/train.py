@@ -27,9 +27,9 @@ from rag.reader.inputs import EOS, PAD, encode_pair, token_span
 from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span
 
 FROZEN = 6
-EPOCHS = 2
+EPOCHS = 4
 BATCH = 32
-LEARNING_RATE = 2e-4
+LEARNING_RATE = 3e-4
 HEAD_LEARNING_RATE = 3e-3
 SEED = 13
 CHECK_READINGS = 24  # held-out readings stored in the manifest for the reproduction test
