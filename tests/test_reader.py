@@ -31,6 +31,21 @@ def test_token_span_covers_the_answer_or_says_it_cannot():
     assert token_span(pair, 15, 40) is None, "an answer running past the window has no span"
 
 
+def test_platt_scaling_recovers_a_known_logistic_and_survives_wide_margins():
+    import numpy as np
+
+    from rag.reader.train import platt
+
+    rng = np.random.default_rng(0)
+    margins = rng.normal(0, 3, 4000)
+    labels = rng.random(4000) < 1 / (1 + np.exp(-(0.8 * margins - 1.0)))
+    scale, offset = platt(margins, labels)
+    assert abs(scale - 0.8) < 0.1 and abs(offset + 1.0) < 0.15
+    wide = np.concatenate([margins * 40, [-900.0, 700.0]])  # run 3's margins spread like this
+    scale, offset = platt(wide, np.concatenate([labels, [False, True]]))
+    assert np.isfinite(scale) and np.isfinite(offset) and 0 < scale < 1
+
+
 @needs_weights
 def test_shipped_reader_matches_its_manifest():
     from rag.reader.data import file_sha256
