@@ -57,6 +57,12 @@ def test_squad_titles_become_articles(tmp_path):
     ("bad.jsonl", '{"id": "x", "text": "ok"}\nnot json\n', r"bad.jsonl:2: not valid JSON"),
     ("notext.jsonl", '{"id": "x"}\n', "string `text`"),
     ("bad.json", '{"foo": 1}', "SQuAD format"),
+    ("squad1.json", '{"data": [1]}', r"data\[0\] must be a JSON object, not int"),
+    ("squad2.json", '{"data": [{"title": "T", "paragraphs": [{"qas": []}]}]}', r"paragraphs\[0\]\.context is missing"),
+    ("squad3.json", '{"data": [{"title": "T", "paragraphs": "texte"}]}', r"data\[0\]\.paragraphs must be a list"),
+    ("squad4.json", '{"data": [{"title": 3, "paragraphs": []}]}', r"data\[0\]\.title must be a string, not int"),
+    ("squad5.json", '{"data": [{"paragraphs": [{"context": "C.", "qas": [{"id": "q", "question": "Q ?", '
+                    '"answers": [{"text": "C", "answer_start": "0"}]}]}]}]}', r"answer_start must be a whole number"),
     ("date.md", "---\ndate: 24/06/2025\n---\nTexte.", "YYYY-MM-DD"),
     ("empty.md", "---\ntitle: Rien\n---\n\n", "no text"),
     ("badid.md", "---\nid: 'a b/c'\n---\nTexte.", "invalid article id"),
