@@ -1,6 +1,7 @@
 """Where the project keeps what it downloads or converts (models, tokenizer files)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,8 +16,6 @@ def default_cache_dir() -> Path:
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes (an ``OSError`` when it cannot be read)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

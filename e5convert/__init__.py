@@ -36,7 +36,7 @@ from pathlib import Path
 
 from common.errors import ModelError
 from common.paths import default_cache_dir
-from common.paths import file_sha256 as sha256_of
+from common.paths import file_sha256 as sha256_of  # wrapped below with a ModelError
 from e5convert.e5s1 import parse
 from e5convert.files import (
     FIX,

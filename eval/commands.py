@@ -14,6 +14,7 @@ from eval.gate import check_gate, compare_runs, gate_rows, load_config
 from eval.report import format_table, render_html
 from eval.runner import EvalRun, run_eval
 from index.squad import PIAF
+from rag.settings import get_settings
 from rag.types import MODES
 
 
@@ -87,28 +88,22 @@ def _add_eval_retrieval(evals) -> None:
     p.set_defaults(func=_cmd_eval_calibrate)
 
 
-def _settings():
-    from rag.settings import get_settings
-
-    return get_settings()
-
-
 def _cmd_eval_retrieval(args) -> int:
     from eval.retrieval import format_report, run
 
-    report = run(args.source, _settings(), modes=args.mode or MODES, index_dir=args.index_dir, limit=args.limit)
+    report = run(args.source, get_settings(), modes=args.mode or MODES, index_dir=args.index_dir, limit=args.limit)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
 
 def _cmd_eval_answers(args) -> int:
-    return run_command(args, _settings())
+    return run_command(args, get_settings())
 
 
 def _cmd_eval_calibrate(args) -> int:
     from eval.calibrate import calibrate, format_calibration
 
-    settings = _settings()
+    settings = get_settings()
     result = calibrate(args.source, settings, mode=args.mode or settings.retrieval_mode,
                        index_dir=args.index_dir, limit=args.limit, min_answered=args.min_answered)
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_calibration(result))
@@ -120,7 +115,7 @@ def _cmd_eval_reader(args) -> int:
 
     from eval.reader import format_summary, record, run, summarise
 
-    settings = _settings()
+    settings = get_settings()
     squad = Path(args.squad)
     if not squad.is_file():
         raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -43,9 +45,6 @@ class CachedEmbedder:
     """
 
     def __init__(self, embedder: Embedder, size: int = 50_000):
-        import threading
-        from collections import OrderedDict
-
         self.embedder, self.size, self.name, self.dim = embedder, size, embedder.name, embedder.dim
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()

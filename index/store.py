@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import IndexMismatchError, IndexMissingError
+from common.paths import file_sha256
 from index.types import Article, Chunk
 
 FORMAT = 1
@@ -181,7 +181,7 @@ class IndexStore:
             for filename, payload in (extra_files or {}).items():
                 (tmp / filename).write_bytes(payload)
             files = [*FILES, *(extra_files or {})]
-            manifest = {**data.manifest, "checksums": {f: _sha256(tmp / f) for f in files}}
+            manifest = {**data.manifest, "checksums": {f: file_sha256(tmp / f) for f in files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
             _fsync_dir(tmp)
             tmp.rename(self.root / name)
@@ -220,19 +220,11 @@ def check_manifest(manifest: dict, expect: dict, root: Path) -> None:
 
 def _verify_checksums(path: Path, manifest: dict) -> None:
     for filename, expected in manifest.get("checksums", {}).items():
-        if not (path / filename).exists() or _sha256(path / filename) != expected:
+        if not (path / filename).exists() or file_sha256(path / filename) != expected:
             raise IndexMismatchError(
                 f"{path / filename} is missing or damaged (checksum mismatch); "
                 "rebuild with `rag index --rebuild corpus/`"
             )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _lines(path: Path):

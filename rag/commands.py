@@ -8,6 +8,7 @@ import textwrap
 from common.citations import cited_numbers
 from common.errors import InputError
 from index.squad import PIAF
+from rag.settings import get_settings
 from rag.types import MODES
 
 
@@ -51,18 +52,12 @@ def register_train(sub) -> None:
     p.set_defaults(func=_cmd_train_reader)
 
 
-def _settings():
-    from rag.settings import get_settings
-
-    return get_settings()
-
-
 def _cmd_index(args) -> int:
     from rag.service import index_paths, make_embedder
 
     if not args.paths and not args.delete:
         raise InputError("give paths to index, or --delete ID")
-    settings = _settings()
+    settings = get_settings()
     _, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
                             delete=args.delete, prune=args.prune, rebuild=args.rebuild)
     if args.json:
@@ -76,7 +71,7 @@ def _cmd_ask(args) -> int:
     from rag.retriever import Filters
     from rag.service import load_pipeline
 
-    pipeline = load_pipeline(_settings())
+    pipeline = load_pipeline(get_settings())
     filters = Filters(article_ids=tuple(args.article)) if args.article else None
     answer = pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters, mode=args.mode)
     if args.json:
@@ -102,7 +97,7 @@ def _cmd_ask(args) -> int:
 def _cmd_articles(args) -> int:
     from index.store import IndexStore
 
-    settings = _settings()
+    settings = get_settings()
     data = IndexStore(settings.index_dir).load(verify=False)
     rows = [{"id": a.id, "title": a.title, "date": a.date, "language": a.language, "chunks": a.n_chunks}
             for a in data.articles]
@@ -123,7 +118,7 @@ def _cmd_train_reader(args) -> int:
     squad = Path(args.squad)
     if not squad.is_file():
         raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE (PIAF v1.0 is in ../shared/datasets)")
-    base = ensure_converted(_settings().cache_dir / "models")
+    base = ensure_converted(get_settings().cache_dir / "models")
     out = Path(args.out or WEIGHTS_DIR)
     if args.calibrate_only:
         recalibrate(squad, base, out)

@@ -16,7 +16,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.paths import file_sha256  # noqa: F401  (recorded in the manifest)
 from common.text import content_terms
 from index.squad import read_squad
 from rag.reader.inputs import windows

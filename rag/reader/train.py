@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.paths import file_sha256
 from rag.reader import data as reader_data
 from rag.reader.inputs import EOS, PAD, encode_pair, token_span
 from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span
@@ -72,7 +73,7 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     safetensors.torch.save_file(state, str(out_dir / WEIGHTS_FILE))
     _write_manifest(out_dir, manifest)
     reader = Reader.load(base_folder, out_dir)
-    manifest["weights_sha256"] = reader_data.file_sha256(out_dir / WEIGHTS_FILE)
+    manifest["weights_sha256"] = file_sha256(out_dir / WEIGHTS_FILE)
     manifest["check"] = _check_readings(reader, test_ex)
     _write_manifest(out_dir, manifest)
     log(json.dumps(manifest["metrics"], indent=1))
@@ -207,7 +208,7 @@ def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, 
         "version": f"e5s-top{12 - frozen}-s{seed}", "frozen_layers": frozen, "seed": seed, "epochs": epochs,
         "command": "rag train reader " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "reader"]
         else "rag train reader",
-        "data": {"file": Path(squad).name, "sha256": reader_data.file_sha256(squad),
+        "data": {"file": Path(squad).name, "sha256": file_sha256(squad),
                  "held_out": f"articles whose sha256(title) % {reader_data.HELD_OUT_SHARE} == 0",
                  "train_examples": len(train_set), "held_out_examples": len(test_set), "limit": limit},
         "settings": {"batch": BATCH, "learning_rate": LEARNING_RATE, "head_learning_rate": HEAD_LEARNING_RATE,
