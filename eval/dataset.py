@@ -32,7 +32,8 @@ class EvalItem:
     """One question of the eval set, what it should be answered with, and the editors' verdicts.
 
     ``evidence`` quotes the article sentence that supports the answer ("" for unanswerable items);
-    each verdict is ``{"verdict": "correct"|"incorrect"|"needs work", "comment": str, "at": ISO UTC}``.
+    each verdict is ``{"verdict": "correct"|"incorrect"|"needs work", "comment": str, "at": ISO UTC,
+    "by": editor}`` (``by`` is the signed-in editor's name; verdicts recorded before sign-in have none).
     """
 
     id: str
@@ -102,8 +103,8 @@ def _tags(value, where: str) -> tuple[str, ...]:
 def _check_verdict(verdict, where: str) -> None:
     if not isinstance(verdict, dict) or verdict.get("verdict") not in VERDICTS:
         raise InputError(f"{where}: a verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
-    if not isinstance(verdict.get("comment", ""), str) or not isinstance(verdict.get("at", ""), str):
-        raise InputError(f"{where}: a verdict's comment and time must be text")
+    if not all(isinstance(verdict.get(k, ""), str) for k in ("comment", "at", "by")):
+        raise InputError(f"{where}: a verdict's comment, time and editor must be text")
 
 
 def utc_now() -> str:
@@ -164,9 +165,9 @@ class EvalSet:
             items[pos] = check_item(dataclasses.replace(old, **fields), f"item {item_id}")
         return items[pos]
 
-    def record_verdict(self, item_id: str, verdict: str, comment: str = "") -> EvalItem:
-        """Add an editor's verdict (correct, incorrect or needs work) with a comment, stamped now (UTC)."""
-        entry = {"verdict": verdict, "comment": comment, "at": utc_now()}
+    def record_verdict(self, item_id: str, verdict: str, comment: str = "", by: str = "") -> EvalItem:
+        """Add editor ``by``'s verdict (correct, incorrect or needs work) with a comment, stamped now (UTC)."""
+        entry = {"verdict": verdict, "comment": comment, "at": utc_now(), **({"by": by} if by else {})}
         _check_verdict(entry, f"item {item_id}")
         with self._editing() as items:
             pos, old = _find(items, item_id, self.path)

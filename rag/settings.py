@@ -79,7 +79,10 @@ class Settings(BaseSettings):
     eval_set: Path = Field(PROJECT_ROOT / "eval" / "items.jsonl", description="Eval set (JSON Lines) the review room "
                            "edits and `rag eval answers` reads")
     api_keys: Annotated[list[str], NoDecode] = Field([], description="Comma-separated keys; writes need one (HTTP API)")
-    read_requires_key: bool = Field(False, description="Reads (/ask, /articles, /v1) need an API key too")
+    read_requires_key: bool = Field(False, description="Reads (/ask, /articles, /v1 and the chat) need an API key too")
+    editor_keys: Annotated[list[tuple[str, str]], NoDecode] = Field(
+        [], description="Review-room sign-in: comma-separated name:key pairs (the name is recorded with each "
+        "verdict); empty = the API keys")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest request body the API accepts "
                                 "(413 past it)")
 
@@ -97,6 +100,21 @@ class Settings(BaseSettings):
             return (json.loads(value) if value.lstrip().startswith("[")
                     else [k.strip() for k in value.split(",") if k.strip()])
         return value
+
+    @field_validator("editor_keys", mode="before")
+    @classmethod
+    def _split_editor_keys(cls, value):
+        """ "alice:k1,bob:k2" -> [("alice", "k1"), ("bob", "k2")]; each entry needs a name and a key."""
+        if not isinstance(value, str):
+            return value
+        pairs = []
+        for entry in (e.strip() for e in value.split(",")):
+            name, _, key = entry.partition(":")
+            if entry and (not name.strip() or not key.strip()):
+                raise ValueError(f"RAG_EDITOR_KEYS entry {entry.split(':')[0]!r}…: write name:key, e.g. alice:s3cret")
+            if entry:
+                pairs.append((name.strip(), key.strip()))
+        return pairs
 
     @model_validator(mode="after")
     def _openai_defaults(self):

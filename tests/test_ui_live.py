@@ -23,6 +23,7 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
 QUESTION = "Combien Microsoft a-t-il investi dans OpenAI ?"
 OFF_TOPIC = "Quelle est la recette de la ratatouille ?"
 WAIT = 60_000  # ms; the first answer warms the model up
+EDITOR_KEY = "k-alice-7Q"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def eval_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(corpus_pipeline, eval_copy):
-    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy})
+    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy,
+                                                           "editor_keys": [("alice", EDITOR_KEY)]})
     app = create_server_app(settings, load=lambda: corpus_pipeline)
     with live_server(app) as url:
         yield url
@@ -143,10 +145,16 @@ def test_review_room_records_a_verdict_that_a_reload_shows(page_in, eval_copy):
     assert "13 milliards" in page.inner_text("#item-answer")
     page.locator("#verdict label", has_text="incorrect").click()
     page.fill("#verdict-comment textarea", "cites the amount but not the year")
+    before = len(EvalSet(eval_copy).get("q011").verdicts)
+    page.click("#record-verdict")
+    page.locator("#review-status", has_text="Sign-in needed").wait_for()
+    assert len(EvalSet(eval_copy).get("q011").verdicts) == before, "no key, no verdict"
+    page.fill("#editor-key input", EDITOR_KEY)
     page.click("#record-verdict")
     page.locator("#review-status", has_text="Verdict recorded").wait_for()
     saved = EvalSet(eval_copy).get("q011").verdicts[-1]
-    assert (saved["verdict"], saved["comment"]) == ("incorrect", "cites the amount but not the year")
+    assert (saved["verdict"], saved["comment"], saved["by"]) == ("incorrect", "cites the amount but not the year",
+                                                                 "alice")
     screenshot(page, "ui-review.png")
 
     page.reload()
@@ -162,6 +170,7 @@ def test_review_room_adds_an_item_from_the_chat_question(page_in, eval_copy):
     page = page_in("en-US")
     ask(page, QUESTION)
     page.get_by_role("tab", name="Review room").click()
+    page.fill("#editor-key input", EDITOR_KEY)
     page.click("#new-item")
     page.click("#from-chat")
     page.wait_for_function("q => document.querySelector('#new-question textarea').value === q", arg=QUESTION)
@@ -184,3 +193,47 @@ def test_gradio_client_calls_the_chat_endpoint(base_url):
     assert "rag-answer answered" in html and "<mark>" in html and 'class="cite"' in html and "13 milliards" in html
     chat, _ = client.predict(OFF_TOPIC, api_name="/chat", language="en", mode="dense", top_k=3)
     assert "rag-answer abstained" in chat[-1]["content"][0]["text"]
+
+
+def _queue_call(base_url: str, elem_id: str, data_for) -> str:
+    """Call the event behind the button ``elem_id`` as an attacker would: straight through Gradio's queue
+    (``/ui/gradio_api/queue/join`` with the event's ``fn_index``), not through the page. Returns the
+    status line the handler answered."""
+    import json
+    import uuid
+
+    import httpx
+
+    config = httpx.get(f"{base_url}/ui/config", timeout=30).json()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"] if c.get("props")}
+    fn_index, dep = next((i, d) for i, d in enumerate(config["dependencies"])
+                         if [ids[elem_id], "click"] in [list(t) for t in d["targets"]])
+    session = uuid.uuid4().hex[:10]
+    data = data_for([next(c for c in config["components"] if c["id"] == i) for i in dep["inputs"]])
+    joined = httpx.post(f"{base_url}/ui/gradio_api/queue/join", timeout=30,
+                        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                              "trigger_id": ids[elem_id]})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{base_url}/ui/gradio_api/queue/data", params={"session_hash": session},
+                      timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message["output"]["data"][0]
+    raise AssertionError("the queue never completed the event")
+
+
+@pytest.mark.parametrize(("key", "written"), [("", False), ("guess", False), (EDITOR_KEY, True)])
+def test_review_room_events_called_directly_need_the_editor_key(base_url, eval_copy, key, written):
+    """The hole found under attack: adding an item through the queue without signing in."""
+    def data_for(inputs):
+        values = {"editor-key": key, "new-question": "Injected item?", "new-expected": "x", "new-evidence": "y",
+                  "new-answerable": True, "new-language": "en", "new-tags": "attack"}
+        return [values.get(c["props"].get("elem_id"), c["props"].get("value")) for c in inputs]
+
+    before = len(EvalSet(eval_copy).items())
+    status = _queue_call(base_url, "add-item", data_for)
+    after = len(EvalSet(eval_copy).items())
+    assert (after == before + 1) is written, status
+    assert status.startswith("✓" if written else "⚠"), status

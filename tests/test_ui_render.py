@@ -8,11 +8,13 @@ import pytest
 from common.citations import cited_numbers
 from common.errors import BackendError, IndexMissingError, InputError
 from eval.dataset import EvalSet
+from rag.settings import Settings
 from tests.fakes import fake_pipeline
 from ui.chat import make_respond, retrieval_modes
 from ui.i18n import LABELS, pick
 from ui.messages import error_message
 from ui.render import answer_html, highlighted, sources_html
+from ui.review import Handlers
 from ui.review_data import ReviewRoom, example_questions, metrics_html, summary_html
 
 REPO_EVAL_SET = Path(__file__).resolve().parent.parent / "eval" / "items.jsonl"
@@ -94,7 +96,7 @@ def test_chat_streams_then_shows_sources_and_keeps_the_conversation():
     done = answer("Réponse. [1]", [citation(1, "Réponse. Suite.", [(0, 8)])])
     fake = RecordingPipeline([{"event": "citations", "data": []}, {"event": "delta", "data": {"text": "Réponse. "}},
                               {"event": "delta", "data": {"text": "[1]"}}, {"event": "done", "data": done}])
-    respond = make_respond(lambda: fake)
+    respond = make_respond(lambda: fake, Settings())
     steps = list(respond("Première ?", [], [], "fr", "extractive", 5, "hybrid"))
     assert "Recherche dans les articles" in steps[0][0][-1]["content"]
     assert any("Réponse. " in s[0][-1]["content"] and "streaming" in s[0][-1]["content"] for s in steps)
@@ -114,9 +116,23 @@ def test_chat_shows_an_error_instead_of_a_stack_trace():
         def ask_stream(self, question, **options):
             return broken()
 
-    chat, _, turns = list(make_respond(lambda: Broken())("Q ?", [], [], "en", "", 5, "dense"))[-1]
+    chat, _, turns = list(make_respond(lambda: Broken(), Settings())("Q ?", [], [], "en", "", 5, "dense"))[-1]
     assert "rag-answer error" in chat[-1]["content"] and "rag index corpus/" in chat[-1]["content"]
     assert turns == []
+
+
+def test_chat_needs_a_key_when_reads_do():
+    fake = RecordingPipeline([{"event": "done", "data": answer("Réponse. [1]", [])}])
+    settings = Settings(read_requires_key=True, api_keys=["reader-key"])
+    respond = make_respond(lambda: fake, settings)
+    for key, expected in (("", "needs an API key"), ("wrong", "not valid")):
+        chat, box, turns = list(respond("Q ?", [], [], "en", "", 5, "dense", key))[-1]
+        assert expected in chat[-1]["content"] and "Sign-in needed" in chat[-1]["content"]
+        assert box == "Q ?" and turns == [] and fake.histories == [], "the pipeline is not asked"
+    chat, _, turns = list(respond("Q ?", [], [], "en", "", 5, "dense", "reader-key"))[-1]
+    assert len(turns) == 2 and len(fake.histories) == 1
+    assert list(make_respond(lambda: fake, Settings())("Q ?", [], [], "en", "", 5, "dense"))[-1][2], \
+        "without RAG_READ_REQUIRES_KEY readers need no key"
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +173,40 @@ def test_examples_come_from_the_eval_set(tmp_path):
     assert questions and all(items[q].answerable for q in questions)
     assert {items[q].language for q in questions} == {"fr", "en"}
     assert example_questions(tmp_path / "missing.jsonl"), "an empty or missing set falls back to fixed examples"
+
+
+@pytest.mark.parametrize(("settings", "key", "refusal"), [
+    ({}, "anything", "has no editor key"),
+    ({"editor_keys": "alice:k-alice"}, "", "needs an editor's key"),
+    ({"editor_keys": "alice:k-alice"}, "k-bob", "not valid"),
+    ({"api_keys": ["api-1"]}, "k-alice", "not valid"),
+])
+def test_review_room_writes_are_refused_without_a_valid_key(room, settings, key, refusal):
+    handlers = Handlers(room, Settings(**settings))
+    before = room.evalset.path.read_bytes()
+    item = room.evalset.items()[1]
+    results = [handlers.record("en", key, item.id, "correct", "ok", "", "", ""),
+               handlers.save("en", key, item.id, "Changed?", "x", "y", "", "", ""),
+               handlers.add("en", key, "New?", "x", "y", True, "fr", "", "", "", ""),
+               handlers.run_item("en", key, item.id, "", "", "", ""),
+               handlers.run_all("en", key, item.id, "", "", "", "")]
+    for status, *_ in results:
+        assert status.startswith("⚠ Sign-in needed") and refusal in status, status
+    assert room.evalset.path.read_bytes() == before, "nothing is written"
+
+
+def test_a_verdict_records_the_signed_in_editor(room):
+    item = room.evalset.items()[2]
+    status, history, *_ = Handlers(room, Settings(editor_keys="alice:k-alice, bob:k-bob")).record(
+        "en", " k-bob ", item.id, "incorrect", "wrong year", "", "", "")
+    assert status.startswith("✓") and "(bob)" in status and "bob" in history
+    assert room.evalset.get(item.id).verdicts[-1]["by"] == "bob"
+    status, *_ = Handlers(room, Settings(api_keys=["api-1"])).record("en", "api-1", item.id, "correct", "", "", "",
+                                                                       "")
+    assert room.evalset.get(item.id).verdicts[-1]["by"].startswith("api-") and "api-1" not in status
+
+
+def test_editor_keys_must_be_name_and_key():
+    with pytest.raises(ValueError, match="name:key"):
+        Settings(editor_keys="alice")
+    assert Settings(editor_keys="alice:a:b").editor_keys == [("alice", "a:b")]

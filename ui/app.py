@@ -74,7 +74,7 @@ def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", setti
             with gr.Tab(t(start, "tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
                 chat = build_chat_tab(get_pipeline, settings, switch, turns, example_questions(eval_path))
             with gr.Tab(t(start, "tab_review"), id="review", elem_id="tab-review") as review_tab:
-                review = build_review_tab(get_pipeline, eval_path, switch, turns, chat.backend)
+                review = build_review_tab(get_pipeline, settings, eval_path, switch, turns, chat.backend)
         relabel = [(title, lambda L: gr.update(value=f"## {t(L, 'title')}")),
                    (chat_tab, lambda L: gr.update(label=t(L, "tab_chat"))),
                    (review_tab, lambda L: gr.update(label=t(L, "tab_review"))), *chat.relabel, *review.relabel]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from rag.backends import backend_names
+from rag.keys import check_key
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import MODES
@@ -50,16 +51,23 @@ def answer_stream(get_pipeline: Callable[[], Pipeline], question: str, turns: li
         yield error_html(error_message(exc, language)), None
 
 
-def make_respond(get_pipeline: Callable[[], Pipeline]):
-    """The chat's event handler: streams (chat, box, turns) while answering ``question``."""
+def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
+    """The chat's event handler: streams (chat, box, turns) while answering ``question``.
+
+    With RAG_READ_REQUIRES_KEY the reader's key (an API key) is checked here, on the server."""
 
     def respond(question: str, chat: list[dict], turns: list[dict], language: str, backend: str,
-                top_k: float, mode: str):
+                top_k: float, mode: str, key: str = ""):
         chat, turns, question = list(chat or []), list(turns or []), (question or "").strip()
         if not question:
             yield chat, "", turns
             return
         chat.append({"role": "user", "content": html.escape(question)})
+        try:
+            check_key(settings, key, write=False, how="type an API key in the “Key” field")
+        except Exception as exc:  # noqa: BLE001 -- shown as the answer, like every chat error
+            yield [*chat, {"role": "assistant", "content": error_html(error_message(exc, language))}], question, turns
+            return
         options = {"backend": backend or None, "top_k": int(top_k) if top_k else None, "mode": mode or None}
         for message, answer in answer_stream(get_pipeline, question, turns, language, options):
             if answer is not None:
@@ -89,9 +97,11 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
                                   elem_id="backend")
             top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label=t(lang, "top_k"), elem_id="top-k")
             mode = gr.Radio(retrieval_modes(), value=settings.retrieval_mode, label=t(lang, "mode"), elem_id="mode")
+    key = gr.Textbox("", label=t(lang, "key"), type="password", placeholder=t(lang, "key_hint"), max_lines=1,
+                     elem_id="reader-key", visible=settings.read_requires_key)
 
-    inputs = [box, chatbot, turns, language, backend, top_k, mode]
-    respond = make_respond(get_pipeline)
+    inputs = [box, chatbot, turns, language, backend, top_k, mode, key]
+    respond = make_respond(get_pipeline, settings)
     send.click(respond, inputs, [chatbot, box, turns], api_name="chat")
     box.submit(respond, inputs, [chatbot, box, turns], api_visibility="private")
     samples.click(lambda sample: sample[0], samples, box, api_visibility="private").then(
@@ -103,5 +113,6 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
         (samples, lambda L: gr.update(label=t(L, "examples"))), (folded, lambda L: gr.update(label=t(L, "settings"))),
         (backend, lambda L: gr.update(label=t(L, "backend"))), (top_k, lambda L: gr.update(label=t(L, "top_k"))),
         (mode, lambda L: gr.update(label=t(L, "mode"))),
+        (key, lambda L: gr.update(label=t(L, "key"), placeholder=t(L, "key_hint"))),
     ]
     return ChatTab(chatbot, box, backend, relabel)

@@ -14,12 +14,14 @@ from common.errors import (
     RagError,
     UnknownNameError,
 )
+from rag.keys import ForbiddenError, MissingKeyError
 from ui.i18n import t
 
 log = logging.getLogger("rag.ui")
 
 # Most specific first: the heading shown above the error's own message (which says what to do).
 _HEADINGS: tuple[tuple[type[RagError], str], ...] = (
+    (MissingKeyError, "error_key"), (ForbiddenError, "error_key"),
     (InputError, "error_input"), (UnknownNameError, "error_input"), (NotFoundError, "error_input"),
     (IndexMissingError, "error_index"), (IndexMismatchError, "error_index"), (BackendError, "error_backend"),
     (ConfigError, "error_config"), (ModelError, "error_model"),

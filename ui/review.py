@@ -2,6 +2,9 @@
 
 Every change goes through the eval data layer (``eval.dataset.EvalSet``: locked, atomic writes) to the
 file named by ``RAG_EVAL_SET``; eval results are kept in memory for the filters and the summary.
+Reading is open; every write (verdict, edit, new item, eval run) takes the editor's key as an input of
+its event and checks it in the handler, on the server (``rag.keys.editor_for``), so calling the event
+directly through Gradio's queue without a valid key changes nothing. A verdict records who gave it.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import pandas as pd
 
 from common.text import detect_language
 from eval.dataset import EvalItem
+from rag.keys import editor_for
 from rag.pipeline import Pipeline
+from rag.settings import Settings
 from ui.chat import Relabel
 from ui.i18n import t
 from ui.messages import error_message
@@ -59,6 +64,14 @@ def guarded(outputs: int):
     return wrap
 
 
+def signed(handler):
+    """A write handler: its second argument, the editor key, becomes the editor's name (``by``) or an error."""
+    @functools.wraps(handler)
+    def run(self, language, key, *args, **kwargs):
+        return handler(self, language, editor_for(self.settings, key), *args, **kwargs)
+    return run
+
+
 def done(message: str) -> str:
     """A success line for the status area (also shown as a toast)."""
     gr.Info(message, duration=4)
@@ -68,8 +81,8 @@ def done(message: str) -> str:
 class Handlers:
     """The review room's event handlers. Each takes the language first and returns the status line first."""
 
-    def __init__(self, room: ReviewRoom):
-        self.room = room
+    def __init__(self, room: ReviewRoom, settings: Settings):
+        self.room, self.settings = room, settings
 
     def table(self, language: str, tag: str, verdict: str, run: str) -> pd.DataFrame:
         """The filtered eval set as the table's value."""
@@ -94,16 +107,18 @@ class Handlers:
         return ("", item.id, *self.detail(item, language))
 
     @guarded(outputs=4)
-    def record(self, language, item_id, verdict, comment, tag, verdict_filter, run):
+    @signed
+    def record(self, language, by, item_id, verdict, comment, tag, verdict_filter, run):
         """Record the editor's verdict on the selected item."""
         if not item_id:
             return t(language, "select_first"), gr.update(), gr.update(), gr.update()
-        item = self.room.evalset.record_verdict(item_id, verdict or "", comment or "")
-        return (done(f"{t(language, 'recorded')}: {item.id} → {t(language, 'v_' + verdict)}"),
+        item = self.room.evalset.record_verdict(item_id, verdict or "", comment or "", by=by)
+        return (done(f"{t(language, 'recorded')}: {item.id} → {t(language, 'v_' + verdict)} ({by})"),
                 history_markdown(item, language), "", self.table(language, tag, verdict_filter, run))
 
     @guarded(outputs=2)
-    def save(self, language, item_id, question, expected, evidence, tag, verdict, run):
+    @signed
+    def save(self, language, by, item_id, question, expected, evidence, tag, verdict, run):
         """Save the edited question, expected answer and evidence of the selected item."""
         if not item_id:
             return t(language, "select_first"), gr.update()
@@ -112,7 +127,8 @@ class Handlers:
         return done(f"{t(language, 'saved')}: {item.id}"), self.table(language, tag, verdict, run)
 
     @guarded(outputs=4)
-    def run_item(self, language, item_id, backend, tag, verdict, run):
+    @signed
+    def run_item(self, language, by, item_id, backend, tag, verdict, run):
         """Run the eval on the selected item and show its answer and metrics."""
         if not item_id:
             return t(language, "select_first"), gr.update(), gr.update(), gr.update()
@@ -123,7 +139,8 @@ class Handlers:
                 self.table(language, tag, verdict, run))
 
     @guarded(outputs=5)
-    def run_all(self, language, item_id, backend, tag, verdict, run, progress=gr.Progress()):
+    @signed
+    def run_all(self, language, by, item_id, backend, tag, verdict, run, progress=gr.Progress()):
         """Run the eval on the whole set; show the summary and refresh the selected item."""
         items = self.room.evalset.items()
         self.room.run(items, backend, progress=lambda i, n: progress((i, n), desc=t(language, "running")))
@@ -135,7 +152,8 @@ class Handlers:
                 metrics_html(result, language) if result else keep)
 
     @guarded(outputs=7)
-    def add(self, language, question, expected, evidence, answerable, item_language, tags, tag, verdict, run):
+    @signed
+    def add(self, language, by, question, expected, evidence, answerable, item_language, tags, tag, verdict, run):
         """Add a new item (its id is the next free one) and clear the form."""
         item = self.room.evalset.add(EvalItem("", question or "", expected or "", evidence or "", bool(answerable),
                                               item_language or "fr",
@@ -157,6 +175,7 @@ class View:
     """The review room's components."""
 
     intro: gr.Markdown
+    key: gr.Textbox
     status: gr.Markdown
     filters: tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]
     refresh: gr.Button
@@ -171,7 +190,10 @@ class View:
 
 def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
     choices = filter_choices(lang, room.tags())
-    intro = gr.Markdown(t(lang, "review_intro"))
+    with gr.Row(equal_height=True):
+        intro = gr.Markdown(t(lang, "review_intro"))
+        key = gr.Textbox(label=t(lang, "editor_key"), type="password", elem_id="editor-key", max_lines=1,
+                         placeholder=t(lang, "editor_key_hint"), scale=0, min_width=260)
     status = gr.Markdown("", elem_id="review-status")
     with gr.Row(equal_height=True):
         filters = (gr.Dropdown(choices["tag"], value=ALL, label=t(lang, "f_tag"), elem_id="f-tag", scale=2),
@@ -191,7 +213,7 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
                       "metrics_label": gr.Markdown(f"**{t(lang, 'metrics')}**"),
                       "metrics": gr.HTML("", elem_id="item-metrics"),
                       "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
-    return View(intro, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, _adder(lang))
+    return View(intro, key, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, _adder(lang))
 
 
 def _item_panel(lang: str) -> dict:
@@ -229,18 +251,18 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
         lambda L: gr.update(choices=filter_choices(L, h.room.tags())["tag"]), language, v.filters[0], **PRIVATE)
     details = [i["header"], i["question"], i["expected"], i["evidence"], i["history"], r["answer"], r["metrics"]]
     v.grid.select(h.select, [language, backend], [v.status, v.selected, *details], **PRIVATE)
-    i["record"].click(h.record, [language, v.selected, i["verdict"], i["comment"], *filters],
+    i["record"].click(h.record, [language, v.key, v.selected, i["verdict"], i["comment"], *filters],
                       [v.status, i["history"], i["comment"], v.grid], **PRIVATE)
-    i["save"].click(h.save, [language, v.selected, i["question"], i["expected"], i["evidence"], *filters],
+    i["save"].click(h.save, [language, v.key, v.selected, i["question"], i["expected"], i["evidence"], *filters],
                     [v.status, v.grid], **PRIVATE)
-    r["run_item"].click(h.run_item, [language, v.selected, backend, *filters],
+    r["run_item"].click(h.run_item, [language, v.key, v.selected, backend, *filters],
                         [v.status, r["answer"], r["metrics"], v.grid], **PRIVATE)
-    v.run_all.click(h.run_all, [language, v.selected, backend, *filters],
+    v.run_all.click(h.run_all, [language, v.key, v.selected, backend, *filters],
                     [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE)
     a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
     a["add"].click(h.add,
-                   [language, *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")],
-                    *filters],
+                   [language, v.key,
+                    *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")], *filters],
                    [v.status, v.grid, v.filters[0], a["question"], a["expected"], a["evidence"], a["tags"]],
                    **PRIVATE)
 
@@ -256,7 +278,9 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
         return lambda L: gr.update(label=t(L, key), choices=list(filter_choices(L, room.tags()).values())[n])
 
     i, r, a = v.item, v.result, v.adder
-    return [(v.intro, value("review_intro")), (v.filters[0], choices(0, "f_tag")),
+    return [(v.intro, value("review_intro")),
+            (v.key, lambda L: gr.update(label=t(L, "editor_key"), placeholder=t(L, "editor_key_hint"))),
+            (v.filters[0], choices(0, "f_tag")),
             (v.filters[1], choices(1, "f_verdict")),
             (v.filters[2], choices(2, "f_run")), (v.refresh, value("refresh")), (i["question"], label("question")),
             (i["expected"], label("expected")), (i["evidence"], label("evidence")), (i["save"], value("save")),
@@ -272,11 +296,11 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (a["language"], label("item_lang")), (a["tags"], label("tags")), (a["add"], value("add"))]
 
 
-def build_review_tab(get_pipeline: Callable[[], Pipeline], eval_path: Path | None, language: gr.Radio,
-                     turns: gr.State, backend: gr.Dropdown) -> ReviewTab:
+def build_review_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, eval_path: Path | None,
+                     language: gr.Radio, turns: gr.State, backend: gr.Dropdown) -> ReviewTab:
     """The review room over the eval set at ``eval_path``; call inside a ``gr.Tab``."""
     room = ReviewRoom(eval_path, get_pipeline)
-    handlers = Handlers(room)
+    handlers = Handlers(room, settings)
     view = _layout(room, handlers, language.value)
     _wire(view, handlers, language, turns, backend)
     return ReviewTab(room, _relabel(view, room))

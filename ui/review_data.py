@@ -106,7 +106,8 @@ def history_markdown(item: EvalItem, language: str) -> str:
     lines = [f"**{t(language, 'history')}**"]
     for v in reversed(item.verdicts):
         comment = f" — {_md(v['comment'])}" if v.get("comment") else ""
-        lines.append(f"- `{v.get('at', '')}` **{t(language, 'v_' + v['verdict'])}**{comment}")
+        by = f" · {_md(v['by'])}" if v.get("by") else ""
+        lines.append(f"- `{v.get('at', '')}`{by} **{t(language, 'v_' + v['verdict'])}**{comment}")
     return "\n".join(lines)
 
 

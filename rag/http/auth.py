@@ -5,38 +5,15 @@ Keys are compared in constant time.
 """
 from __future__ import annotations
 
-import hmac
-
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from common.errors import RagError
+from rag.keys import HOW, ForbiddenError, MissingKeyError, check_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from RAG_API_KEYS")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from RAG_API_KEYS")
-HOW = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
-
-class MissingKeyError(RagError):
-    """The endpoint needs an API key and the request has none (HTTP 401)."""
-
-
-class ForbiddenError(RagError):
-    """The key is not valid, or the server has none configured for this endpoint (HTTP 403)."""
-
-
-def check_key(settings, given: str | None, write: bool) -> None:
-    """Raise unless ``given`` may use an endpoint of this kind (``write`` or read)."""
-    if not write and not settings.read_requires_key:
-        return
-    what = "writing articles" if write else "reading (RAG_READ_REQUIRES_KEY=true)"
-    if not settings.api_keys:
-        raise ForbiddenError(f"{what} is disabled because the server has no API key: set RAG_API_KEYS=key1,key2 "
-                             f"on the server, then {HOW}")
-    if not given:
-        raise MissingKeyError(f"{what} needs an API key: {HOW}")
-    if not any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
-        raise ForbiddenError(f"the API key is not valid for {what}; use one of the keys in RAG_API_KEYS")
+__all__ = ["HOW", "ForbiddenError", "MissingKeyError", "check_key", "require_read", "require_write"]
 
 
 def _given(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
