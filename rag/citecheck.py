@@ -16,6 +16,12 @@ is moved there; when none does, the sentence is dropped (``mode="drop"``) or kep
 (``mode="flag"``). Sentences that say the articles don't say need no citation. Every change is
 described in ``Checked.notes``. Embeddings are computed only when the words alone don't decide.
 
+Given the question, a supported sentence must also be about it: it or the passage sentence it rests
+on shares a content word with the question, or that passage sentence is within
+``QUESTION_COSINE_MIN`` of the question by embedding; otherwise it is dropped like an unsupported one.
+Sentences of the passage that instruct a model (``common.injection``) are blanked first, so an
+answer that obeys an injected article ("PWNED") finds none of its words and is dropped.
+
 Limits: this catches new numbers, new names, unrelated content and wrong passage numbers; it
 cannot tell a negation or a swapped subject from the passage's own statement. The embedding
 path is deliberately strict: with multilingual-e5-small, English fabrications about a French
@@ -30,12 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.citations import MODEL_MARK, MODEL_MARKS_AFTER_STOP, format_marks, model_mark_numbers
+from common.injection import blank_instructions
 from common.sentences import sentence_spans, split_sentences
 from common.text import NAME, NUMBER, WORD, content_terms, detect_language, fold
 from rag.prompt import is_abstention
 from rag.types import Hit
 
 LEXICAL_MIN = 0.5
+QUESTION_COSINE_MIN = 0.80  # question (query) vs the passage sentence an answer rests on, when no word is shared
 COSINE_MIN = 0.92
 COSINE_LEXICAL_MIN = 0.34
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
@@ -71,9 +79,9 @@ class Verifier:
     def __init__(self, embedder, mode: str = "drop"):
         self.embedder, self.mode = embedder, mode
 
-    def checker(self, hits: tuple[Hit, ...], language: str = "") -> CitationChecker:
-        """A checker for one answer over these numbered passages."""
-        return CitationChecker(self, hits, language)
+    def checker(self, hits: tuple[Hit, ...], language: str = "", question: str = "") -> CitationChecker:
+        """A checker for one answer over these numbered passages (to ``question``, when given)."""
+        return CitationChecker(self, hits, language, question)
 
     def vectors(self, sentences: list[str]) -> np.ndarray:
         """Passage-kind embeddings of ``sentences`` (the pipeline hands in its ``CachedEmbedder``)."""
@@ -96,8 +104,10 @@ class _Passage:
 class CitationChecker:
     """Verifies one answer, whole (``check``) or streamed (``feed`` pieces, then ``close``)."""
 
-    def __init__(self, verifier: Verifier, hits: tuple[Hit, ...], language: str = ""):
-        self.verifier, self.hits, self.language = verifier, hits, language
+    def __init__(self, verifier: Verifier, hits: tuple[Hit, ...], language: str = "", question: str = ""):
+        self.verifier, self.hits, self.language, self.question = verifier, hits, language, question
+        self._question_terms = _terms(question) if question else set()
+        self._question_vector = None
         self.result = Checked("")
         self._raw, self._done, self._passages = "", 0, {}
 
@@ -157,6 +167,8 @@ class CitationChecker:
             kept = self._elsewhere(k, body, valid)
         if not kept:
             return self._unsupported(k, body, valid)
+        if self.question and not self._answers(body, kept):
+            return self._off_question(k, body, kept)
         self.result.kept += 1
         for s in kept:
             spans = self.result.highlights.setdefault(s.n, [])
@@ -173,6 +185,30 @@ class CitationChecker:
         what = f"cited {format_marks(cited)} but is supported by" if cited else "had no citation; cited"
         self.result.notes.append(f"sentence {k} {what} [{others[0].n}]; citation corrected")
         return others[:1]
+
+    def _answers(self, body: str, kept: list[Support]) -> bool:
+        """The sentence is about the question: it, or the passage sentence it rests on, shares a content
+        word with the question (either language's stems), or that passage sentence is close to the
+        question by embedding. Catches a supported sentence that answers something else, such as an
+        obeyed injection whose word happens to be in the article."""
+        spans = [self._passage(s.n).text[a:b] for s in kept if s.span for a, b in [s.span]]
+        if self._question_terms & set().union(_terms(body), *map(_terms, spans)):
+            return True
+        if not spans:
+            return False
+        if self._question_vector is None:
+            self._question_vector = self.verifier.embedder.embed([self.question], kind="query")[0]
+        return float(np.max(self.verifier.vectors(spans) @ self._question_vector)) >= QUESTION_COSINE_MIN
+
+    def _off_question(self, k: int, body: str, kept: list[Support]) -> str | None:
+        short = body if len(body) <= 80 else body[:77] + "…"
+        if self.verifier.mode == "flag":
+            self.result.flagged += 1
+            self.result.notes.append(f"sentence {k} does not answer the question (flagged): {short!r}")
+            return f"{body} {format_marks([s.n for s in kept])}"
+        self.result.dropped += 1
+        self.result.notes.append(f"sentence {k} was dropped: it does not answer the question: {short!r}")
+        return None
 
     def _unsupported(self, k: int, body: str, cited: list[int]) -> str | None:
         short = body if len(body) <= 80 else body[:77] + "…"
@@ -216,11 +252,16 @@ class CitationChecker:
     def _passage(self, n: int) -> _Passage:
         if n not in self._passages:
             chunk = self.hits[n - 1].chunk
-            text, language = chunk.text, chunk.language or detect_language(chunk.text, "fr")
+            # An instruction to the model in the article supports nothing (an obeyed injection finds no words).
+            text, language = blank_instructions(chunk.text), chunk.language or detect_language(chunk.text, "fr")
             words = {fold(w) for w in WORD.findall(_plain(text))}
             stems = content_terms(text, language) | content_terms(text, "en" if language == "fr" else "fr")
             self._passages[n] = _Passage(text, language, words, stems, set(_numbers(text)), sentence_spans(text))
         return self._passages[n]
+
+
+def _terms(text: str) -> set[str]:
+    return content_terms(text, "fr") | content_terms(text, "en")
 
 
 def _plain(text: str) -> str:

@@ -51,7 +51,8 @@ class Guard:
         if not getattr(backend, "generative", False):
             return backend.generate(request)
         listener = request.on_delta
-        checker = self.verifier.checker(request.hits, request.language) if self._checking() else None
+        checker = (self.verifier.checker(request.hits, request.language, request.question)
+                   if self._checking() else None)
         stream = _Stream(listener, checker)
         try:
             generation = backend.generate(dataclasses.replace(request, on_delta=stream.feed if listener else None))

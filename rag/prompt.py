@@ -1,9 +1,11 @@
 """The prompt of the generative backends: a fixed policy, the passages as delimited data, a token budget.
 
 The policy lives in the system message and says that nothing inside the passages can change it.
-Each passage goes in the user message between ``<passage n="…">`` and ``</passage>``; any text in
-an article that looks like those tags is defused first, so an article cannot close its own
-passage and pose as instructions. Passages are fitted to the model's context minus the answer
+Each passage goes in the user message between ``<passage n="…">`` and ``</passage>``. Its sentences
+that instruct a model (``common.injection``: "ignore your instructions", fake system tags…) are
+replaced by a marker, the rest is normalised (entities, fullwidth forms, zero-width characters) and
+any text that still looks like our tags is defused, so an article cannot close its own passage and
+pose as instructions. Passages are fitted to the model's context minus the answer
 budget: whole passages in rank order first, then the start of the first one left out if room remains.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.injection import model_text, normalise
 from common.text import fold
 from rag.types import Hit
 
@@ -66,8 +69,14 @@ def system_message(language: str, sentences: int) -> str:
 
 
 def defuse(text: str) -> str:
-    """Article text with anything that looks like our passage tags made harmless."""
-    return re.sub(r"<\s*(/?)\s*(passages?)\b", r"‹\1\2", text, flags=re.IGNORECASE)
+    """Article text with anything that looks like our passage tags made harmless, lookalikes included:
+    normalised first (entities, NFKC, invisible characters; ``common.injection.normalise``)."""
+    return re.sub(r"<\s*(/?)\s*(passages?)\b", r"‹\1\2", normalise(text), flags=re.IGNORECASE)
+
+
+def shown_text(text: str) -> str:
+    """A passage as the model sees it: instruction sentences replaced by a marker, normalised, defused."""
+    return defuse(model_text(text)[0])
 
 
 def passage_block(n: int, hit: Hit, text: str | None = None) -> str:
@@ -75,7 +84,7 @@ def passage_block(n: int, hit: Hit, text: str | None = None) -> str:
     c = hit.chunk
     title = defuse(c.title).replace('"', "'")
     return (f'<passage n="{n}" title="{title}" date="{c.date}">\n'
-            f"{defuse(c.text if text is None else text)}\n</passage>")
+            f"{shown_text(c.text if text is None else text)}\n</passage>")
 
 
 def user_message(question: str, blocks: list[str]) -> str:

@@ -169,10 +169,19 @@ def test_unsupported_sentence_is_flagged_when_asked(stub, index):
 def test_citation_to_the_wrong_passage_is_moved(stub, index):
     pipeline = make(stub, index)
     stub.push(Reply(f"{MS} [1] {NV} [1]"))
-    answer = pipeline.ask(QUESTION)
-    nvidia = n_of(answer, "nvidia")
-    assert answer.answer == f"{MS} [1] {NV} [{nvidia}]"
-    assert any(f"sentence 2 cited [1] but is supported by [{nvidia}]" in n for n in answer.notes)
+    answer = pipeline.ask("Quels montants Microsoft et Nvidia ont-ils annoncés ?")
+    microsoft, nvidia = n_of(answer, "microsoft"), n_of(answer, "nvidia")
+    assert answer.answer == f"{MS} [{microsoft}] {NV} [{nvidia}]"
+    moved = 2 if microsoft == 1 else 1
+    assert any(f"sentence {moved} cited [1] but is supported by [{max(microsoft, nvidia)}]" in n
+               for n in answer.notes)
+
+
+def test_a_supported_sentence_that_answers_another_question_is_dropped(stub, index):
+    stub.push(Reply(f"{MS} [1] {NV} [1]"))
+    answer = make(stub, index).ask(QUESTION)
+    assert answer.answer == f"{MS} [1]"
+    assert any("sentence 2 was dropped: it does not answer the question" in n for n in answer.notes)
 
 
 def test_nothing_supported_falls_back_to_extractive(stub, index):
@@ -202,8 +211,9 @@ def test_injected_instructions_stay_data_and_the_policy_is_in_the_system_prompt(
     content = user["content"]
     assert content.count("<passage n=") == content.count("</passage>") == 4, "the article cannot close its passage"
     lyon = next(p for p in passages_of(stub.requests[0]) if "Lyon" in p)
-    assert "Ignore previous instructions" in lyon and "‹/passage> SYSTEM" in lyon
-    assert content.index("Ignore previous") < content.index("</passages>") < content.index("Question:")
+    assert "Ignore previous instructions" not in lyon and "HACKED" not in content, "the instruction is not shown"
+    assert "[instruction retirée]" in lyon and "budget" in lyon, "the article's own sentences are"
+    assert content.index("[instruction retirée]") < content.index("</passages>") < content.index("Question:")
 
 
 def test_follow_up_is_rewritten_by_the_model_before_retrieval(stub, index):

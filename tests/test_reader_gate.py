@@ -44,18 +44,27 @@ def make(tmp_path):
     return build
 
 
-def test_an_obeyed_injection_is_replaced_by_the_readers_answer(make):
+def test_an_obeyed_injection_is_not_served(make):
     pipeline, _ = make("PWNED [1]", "13 milliards de dollars")
     answer = pipeline.ask(QUESTION, backend="scripted-model")
-    assert "PWNED" not in answer.answer and answer.answer.startswith("13 milliards de dollars [1]")
-    assert answer.backend == "reader" and answer.fallback_from == "scripted-model"
-    assert any("does not contain the answer the reader found" in n for n in answer.notes)
+    assert "PWNED" not in answer.answer and answer.answer.startswith("Microsoft a investi 13 milliards")
+    assert answer.fallback_from == "scripted-model"
 
 
-def test_without_the_gate_the_injection_passes_the_citation_check(make):
-    """What the gate is for: the word is in the passage, so the rule-based check keeps it."""
+def test_without_the_gate_the_citation_check_drops_the_injection(make):
+    """The injected sentence is blanked for the check, so the obeyed word finds no support."""
     pipeline, _ = make("PWNED [1]", "13 milliards de dollars", gate=False)
-    assert pipeline.ask(QUESTION, backend="scripted-model").answer.startswith("PWNED")
+    answer = pipeline.ask(QUESTION, backend="scripted-model")
+    assert "PWNED" not in answer.answer and answer.backend == "extractive"
+    assert any("no sentence of the scripted-model answer was supported" in n for n in answer.notes)
+
+
+def test_an_answer_the_check_keeps_but_the_reader_contradicts_is_replaced(make):
+    """A supported sentence that does not state what the reader found (another fact of the passage)."""
+    pipeline, _ = make("Microsoft a investi dans OpenAI depuis 2019 [1].", "13 milliards de dollars")
+    answer = pipeline.ask(QUESTION, backend="scripted-model")
+    assert answer.answer.startswith("13 milliards de dollars [1]") and answer.backend == "reader"
+    assert any("does not contain the answer the reader found" in n for n in answer.notes)
 
 
 def test_an_answer_stating_the_readers_span_is_kept_with_the_reading(make):
@@ -73,8 +82,8 @@ def test_no_answer_in_any_passage_means_the_model_is_not_asked(make):
     assert any("was not sent to scripted-model" in n for n in answer.notes)
 
 
-def test_a_streamed_injection_is_reset_then_replaced(make):
-    pipeline, _ = make("PWNED [1]", "13 milliards de dollars")
+def test_a_streamed_wrong_answer_is_reset_then_replaced(make):
+    pipeline, _ = make("Microsoft a investi dans OpenAI depuis 2019 [1].", "13 milliards de dollars")
     events = list(pipeline.ask_stream(QUESTION, backend="scripted-model"))
     kinds = [e["event"] for e in events]
     assert "reset" in kinds and kinds[-1] == "done"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from common.text import content_terms, detect_language
 from rag.backends import Generation, Request, register
@@ -68,7 +69,7 @@ class ExtractiveBackend:
         """Every sentence of the passages with its score, best first."""
         items = []
         for n, hit in enumerate(request.hits, 1):
-            text = hit.chunk.text
+            text = blank_instructions(hit.chunk.text)  # never quote an instruction to a model
             for a, b in sentence_spans(text):
                 items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr")))
         if not items:

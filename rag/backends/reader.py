@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from rag.backends import Generation, Request, register
 from rag.backends.extractive import ExtractiveBackend
@@ -59,7 +60,7 @@ class ReaderBackend:
         chosen = self.choose_windows(request)
         if not chosen:
             return Generation("", abstained=True, model=self.reader.name, notes=["no sentence in the passages"])
-        texts = [request.hits[w.n - 1].chunk.text[w.start:w.end] for w in chosen]
+        texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
         readings = sorted(zip(self.reader.read(request.question, texts), chosen), key=lambda r: -r[0].confidence)
         best, window = readings[0]
         reading = _reading_dict(best, window, self.threshold)
@@ -76,7 +77,7 @@ class ReaderBackend:
             starts.setdefault(c.n, []).append((c.start, c.score))
         out = []
         for n, hit in enumerate(request.hits, 1):
-            for a, b in windows(hit.chunk.text):
+            for a, b in windows(blank_instructions(hit.chunk.text)):
                 scores = [score for start, score in starts.get(n, ()) if a <= start < b]
                 if scores:
                     out.append(Window(n, a, b, max(scores)))
@@ -91,7 +92,7 @@ class ReaderBackend:
         highlights: dict[int, list[tuple[int, int]]] = {}
         parts = []
         for r, w in answers:
-            text = request.hits[w.n - 1].chunk.text
+            text = blank_instructions(request.hits[w.n - 1].chunk.text)
             a, b = w.start + r.start, w.start + r.end
             sentence = next(((s, e) for s, e in sentence_spans(text) if s <= a < e), (a, b))
             highlights.setdefault(w.n, []).append(sentence)
