@@ -1,13 +1,16 @@
 """Load articles from Markdown (front matter), plain text, HTML, JSON Lines and SQuAD JSON."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from common.dates import iso_date
 from common.errors import InputError
+from common.injection import normalise
 from common.text import detect_language
 from index.squad import read_squad
 from index.types import Article
@@ -67,8 +70,13 @@ def load_file(path: Path) -> list[Article]:
 def make_article(fields: dict, text: str, path: Path | str = "", default_id: str = "") -> Article:
     """An Article from loose fields, filling id, title and language when missing; checks the text."""
     text = text.strip("\n")
-    if not text.strip():
-        raise InputError(f"{path or fields.get('id') or 'article'}: the article has no text")
+    if not normalise(text).strip():
+        raise InputError(f"{path or fields.get('id') or 'article'}: the article has no text (only spaces or "
+                         "invisible characters); give it the article's text")
+    for name, value in fields.items():
+        if name in _FIELDS and isinstance(value, (dict, list, tuple, set)):
+            raise InputError(f"{path or 'article'}: field `{name}` must be text, not a "
+                             f"{'list' if not isinstance(value, dict) else 'mapping'}; write `{name}: …` on one line")
     title = str(fields.get("title") or "").strip() or _first_line(text)
     article_id = str(fields.get("id") or "").strip() or default_id or slugify(title)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}", article_id):
@@ -86,12 +94,7 @@ def make_article(fields: dict, text: str, path: Path | str = "", default_id: str
 
 
 def _date(value, path) -> str:
-    if value in (None, ""):
-        return ""
-    text = str(value).strip()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][0-9:.+\-Z]*)?", text):
-        raise InputError(f"{path}: date {text!r} is not ISO 8601; write it as YYYY-MM-DD")
-    return text[:10]
+    return iso_date(value, f"{path or 'article'}: field `date`")
 
 
 def _first_line(text: str) -> str:
@@ -99,14 +102,30 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 120 else line[:117].rsplit(" ", 1)[0] + "…"
 
 
+@functools.cache
+def _front_matter_loader():
+    """YAML's safe loader, except that dates stay text (``iso_date`` checks them with the file's name;
+    PyYAML's own conversion raises a bare ValueError on ``date: 2025-13-45``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return Loader
+
+
 def _load_markdown(path: Path, raw: str) -> list[Article]:
     import yaml
+
 
     fields, body = {}, raw
     match = _FRONT_MATTER.match(raw)
     if match:
         try:
-            fields = yaml.safe_load(match.group(1)) or {}
+            fields = yaml.load(match.group(1), Loader=_front_matter_loader()) or {}
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: front matter is not valid YAML ({exc})") from exc
         if not isinstance(fields, dict):

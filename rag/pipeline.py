@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from common.citations import strip_marks
 from common.errors import InputError
+from common.injection import normalise
 from common.text import content_terms, detect_language
 from index.embedder import CachedEmbedder
 from index.store import IndexData
@@ -212,13 +213,19 @@ class Pipeline:
 
     def check_question(self, question: str) -> str:
         """The question stripped, or an InputError that says what to fix."""
-        if not isinstance(question, str) or not question.strip():
-            raise InputError("the question is empty; ask something about the articles")
-        question = question.strip()
+        if not isinstance(question, str):
+            raise InputError("the question must be text; ask something about the articles")
+        # What a model would read: lookalikes folded, invisible characters and control bytes (NUL…) dropped.
+        question = _CONTROL.sub("", normalise(question)).strip()
+        if not question:
+            raise InputError("the question is empty (or only invisible characters); ask something about the articles")
         if len(question) > self.settings.max_question_chars:
             raise InputError(f"the question has {len(question)} characters; the limit is "
                              f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS)")
         return question
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def answer_holds(text: str, reading: dict, share: float = 0.5) -> bool:

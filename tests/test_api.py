@@ -98,6 +98,10 @@ def test_filters_restrict_the_passages(api):
     ({"question": "q", "history": [{"role": "user"}]}, 422, ["history.0.content: Field required"]),
     ({"question": "q", "history": "hello"}, 422, ["history"]),
     ({"question": "q", "filters": {"date_from": "24/06/2025"}}, 422, ["filters.date_from"]),
+    ({"question": "q", "filters": {"date_from": "2025-13-45"}}, 422, ["filters.date_from", "pattern"]),
+    ({"question": "q", "filters": {"date_to": "2025-02-30"}}, 422, ["filters.date_to", "does not exist"]),
+    ({"question": "\u200b\u200c\u2060"}, 400, ["question is empty", "invisible"]),
+    ({"question": "\u0000\u0000"}, 400, ["question is empty"]),
     ({"question": "q", "topk": 3}, 422, ["topk", "Extra inputs are not permitted"]),
     ({"question": "q", "stream": "yes"}, 422, ["stream"]),
 ])
@@ -232,6 +236,8 @@ def test_articles_add_list_get_replace_delete(api):
 @pytest.mark.parametrize("body, status, words", [
     ({"id": "bad id!", "text": "x"}, 422, ["id"]),
     ({"text": "x", "date": "hier"}, 422, ["date"]),
+    ({"text": "x", "date": "2025-02-30"}, 422, ["date", "does not exist"]),
+    ({"text": "\u200b\u200b\ufeff"}, 400, ["articles[0]", "invisible characters"]),
     ({"text": "  \n "}, 422, ["text"]),
     ({"title": "no text"}, 422, ["text: Field required"]),
     ([], 422, ["at least 1"]),

@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.errors import InputError
 from index.loaders import load_articles
@@ -65,6 +67,15 @@ def test_squad_titles_become_articles(tmp_path):
                     '"answers": [{"text": "C", "answer_start": "0"}]}]}]}]}', r"answer_start must be a whole number"),
     ("date.md", "---\ndate: 24/06/2025\n---\nTexte.", "YYYY-MM-DD"),
     ("empty.md", "---\ntitle: Rien\n---\n\n", "no text"),
+    ("month.md", "---\ndate: 2025-13-45\n---\nTexte.", r"month.md: field `date`: date '2025-13-45' does not exist"),
+    ("feb.md", "---\ndate: 2025-02-30\n---\nTexte.", r"feb.md: field `date`: date '2025-02-30' does not exist"),
+    ("quoted.md", "---\ndate: '2025-02-30'\n---\nTexte.", "does not exist"),
+    ("time.md", "---\ndate: 2025-02-03T25:00\n---\nTexte.", "does not exist"),
+    ("date.jsonl", '{"text": "T.", "date": "2025-02-30"}\n', r"date.jsonl:1: field `date`: .* does not exist"),
+    ("zw.md", "---\ntitle: Rien\n---\n\u200b\u200b\ufeff\u2060\n", "only spaces or invisible characters"),
+    ("zw.jsonl", '{"text": "\\u200b\\u200c"}\n', r"zw.jsonl:1: the article has no text"),
+    ("list.md", "---\ntitle: [a, b]\n---\nTexte.", "field `title` must be text, not a list"),
+    ("map.jsonl", '{"text": "T.", "source": {"a": 1}}\n', "field `source` must be text, not a mapping"),
     ("badid.md", "---\nid: 'a b/c'\n---\nTexte.", "invalid article id"),
 ])
 def test_bad_input_says_what_to_fix(tmp_path, name, content, message):
@@ -80,3 +91,55 @@ def test_duplicate_ids_and_missing_paths(tmp_path):
         load_articles([tmp_path])
     with pytest.raises(InputError, match="no such file"):
         load_articles([tmp_path / "missing"])
+
+
+def test_an_unquoted_valid_date_is_kept_as_text(tmp_path):
+    (tmp_path / "d.md").write_text("---\ndate: 2025-06-24\n---\nTexte.", encoding="utf-8")
+    assert load_articles([tmp_path / "d.md"])[0].date == "2025-06-24"
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(raw=st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")),
+                     st.builds(lambda fm, body: f"---\n{fm}\n---\n{body}", st.text(), st.text())))
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".jsonl", ".json", ".html"])
+def test_loaders_fuzzed_give_articles_or_a_clear_error(tmp_path, suffix, raw):
+    """Any text in any supported file: articles, or an InputError naming the file (never a traceback)."""
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_text(raw, encoding="utf-8", errors="surrogatepass")
+    try:
+        articles = load_articles([path])
+    except InputError as exc:
+        assert str(exc).startswith(str(path)) or "fuzz" in str(exc), exc
+    else:
+        assert all(a.text.strip() and a.id for a in articles)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=4), max_leaves=12)
+
+
+@FUZZ
+@given(record=st.dictionaries(st.sampled_from(["id", "title", "date", "url", "source", "language", "text", "x"]),
+                              json_values, max_size=7))
+def test_jsonl_records_fuzzed(tmp_path, record):
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    try:
+        load_articles([path])
+    except InputError as exc:
+        assert str(exc).startswith(f"{path}:1"), exc
+
+
+@FUZZ
+@given(data=json_values)
+def test_squad_json_fuzzed(tmp_path, data):
+    path = tmp_path / "fuzz.json"
+    path.write_text(json.dumps({"data": data} if not isinstance(data, dict) else data), encoding="utf-8")
+    try:
+        load_articles([path])
+    except InputError as exc:
+        assert str(path) in str(exc), exc

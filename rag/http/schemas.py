@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-ISO_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.+\-Z]*)?$"
+from common.dates import iso_date
+from common.errors import InputError
+
+_DAY = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"  # the month's length is checked by RealDate
+ISO_DATE = rf"^{_DAY}$"
+ISO_DATETIME = rf"^{_DAY}([T ][0-9:.+\-Z]*)?$"
 ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 EXAMPLE_QUESTION = "Combien Microsoft a-t-il investi dans OpenAI ?"
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"  # a character that no regex engine here (nor str.strip) takes for a space
@@ -16,6 +20,19 @@ def _no_text_or_bool(value):
     if isinstance(value, (str, bool)):
         raise ValueError("must be a JSON integer")
     return value
+
+
+def _real_date(value: str | None) -> str | None:
+    """A date that exists (the pattern checks only its shape: 2025-02-30 has the shape)."""
+    if value is not None:
+        try:
+            iso_date(value, "date")
+        except InputError as exc:
+            raise ValueError(str(exc).removeprefix("date: ")) from None
+    return value
+
+
+RealDate = AfterValidator(_real_date)
 
 
 # JSON Schema's integer: 5 or 5.0, but not "5" nor true (pydantic's strict mode refuses 5.0, its lax mode takes "5")
@@ -29,8 +46,8 @@ class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     article_ids: list[str] | None = Field(None, max_length=1000, examples=[["openai-microsoft-partenariat"]])
-    date_from: str | None = Field(None, pattern=ISO_DATE, examples=["2025-01-01"])
-    date_to: str | None = Field(None, pattern=ISO_DATE, examples=["2025-12-31"])
+    date_from: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-01-01"])
+    date_to: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-12-31"])
     language: str | None = Field(None, pattern=r"^[a-z]{2}$", examples=["fr"])
 
 
@@ -127,7 +144,7 @@ class ArticleIn(BaseModel):
     id: str | None = Field(None, pattern=ARTICLE_ID)
     title: str | None = Field(None, max_length=1000)
     text: str = Field(..., pattern=NOT_BLANK, description="The article's text (not only spaces)")
-    date: str | None = Field(None, pattern=ISO_DATETIME, description="ISO 8601 date, YYYY-MM-DD")
+    date: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATETIME, description="ISO 8601 date, YYYY-MM-DD")
     url: str | None = Field(None, max_length=2000)
     source: str | None = Field(None, max_length=1000)
     language: str | None = Field(None, pattern=r"^[a-z]{2}$", description="ISO 639-1 code; detected when absent")
