@@ -113,6 +113,9 @@ def faiss_description(n: int) -> dict:
             "efSearch": HNSW_EF_SEARCH}
 
 
+LOAD_ATTEMPTS = 5
+
+
 class IndexStore:
     """Reads and writes versions of the index under one root folder."""
 
@@ -134,8 +137,20 @@ class IndexStore:
         return self.root / name
 
     def load(self, expect: dict | None = None, verify: bool = True) -> IndexData:
-        """Load the live version; refuse it if damaged or if ``expect`` (model, dimension, chunker) differs."""
-        path = self.current_path()
+        """Load the live version; refuse it if damaged or if ``expect`` (model, dimension, chunker) differs.
+
+        A reader that loses a race with writers (its version pruned by two writes while it reads) reads
+        the new live version instead: it is told to rebuild only when the live version itself is bad."""
+        for attempt in range(LOAD_ATTEMPTS):
+            path = self.current_path()
+            try:
+                return self._load(path, expect, verify)
+            except (IndexMismatchError, FileNotFoundError):
+                if self.current_path() == path or attempt == LOAD_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _load(self, path: Path, expect: dict | None, verify: bool) -> IndexData:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError) as exc:
@@ -169,6 +184,7 @@ class IndexStore:
         import faiss
 
         self.root.mkdir(parents=True, exist_ok=True)
+        previous = self.current_path().name if self.exists() else ""
         name = f"v-{time.time_ns():020d}-{secrets.token_hex(3)}"
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
@@ -190,17 +206,19 @@ class IndexStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         data.manifest, data.path = manifest, self.root / name
-        self._prune(keep=name)
+        self._prune(keep={name, previous})
         return self.root / name
 
-    def _prune(self, keep: str) -> None:
-        """Remove leftovers of crashed writes and old versions, keeping the live one and the one before,
-        so that a reader who read CURRENT just before the swap can still open its files."""
-        versions = sorted(c.name for c in self.root.iterdir() if c.is_dir() and c.name.startswith("v-"))
-        keep_names = {keep, *[v for v in versions if v < keep][-1:]}
+    def _prune(self, keep: set[str]) -> None:
+        """Remove leftovers of crashed writes (``.tmp-*`` folders, ``.CURRENT.*`` files, version folders
+        that never became live) and old versions, keeping the live one and the one it replaced (what
+        CURRENT named, not the next folder by name), so that a reader who read CURRENT just before the
+        swap can still open its files. Call under ``lock()``."""
         for child in self.root.iterdir():
-            if child.is_dir() and child.name not in keep_names and child.name.startswith(("v-", ".tmp-")):
+            if child.is_dir() and child.name not in keep and child.name.startswith(("v-", ".tmp-")):
                 shutil.rmtree(child, ignore_errors=True)
+            elif child.is_file() and child.name.startswith(".CURRENT."):
+                child.unlink(missing_ok=True)
 
 
 def check_manifest(manifest: dict, expect: dict, root: Path) -> None:

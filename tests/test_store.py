@@ -139,3 +139,44 @@ def test_filters_restrict_search(env):
     assert {h.chunk.article_id for h in hits} == {"a3"}
     scores = [h.score for h in retrieval.search(question, q, 50)]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_crash_leftovers_are_cleaned_and_the_real_previous_version_kept(env, monkeypatch):
+    """A crash between the folder's rename and CURRENT's replace leaves an orphan version newer than
+    the live one, and a crash inside the replace leaves a ``.CURRENT.<hex>`` file: the next write
+    removes both and keeps the version CURRENT named (not the orphan, which sorts after it)."""
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    live = store.current_path().name
+    (store.root / ".CURRENT.abc123").write_text("v-garbage\n")
+    orphan = store.root / f"v-{int(live.split('-')[1]) + 1:020d}-ffffff"
+    orphan.mkdir()
+    (orphan / "manifest.json").write_text("{}")
+    update_index(store, emb, chunker, [article(1), article(2)])
+    names = sorted(p.name for p in store.root.iterdir() if not p.name.startswith(".lock"))
+    assert names == sorted(["CURRENT", live, store.current_path().name]), names
+
+
+def test_a_reader_that_loses_a_race_with_two_writes_reads_the_new_version(env, monkeypatch):
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    real_load, raced = IndexStore._load, []
+
+    def slow_reader(self, path, expect, verify):
+        if not raced:  # two writes land while this reader is between CURRENT and its files
+            raced.append(path)
+            update_index(store, emb, chunker, [article(1), article(2)])
+            update_index(store, emb, chunker, [article(1), article(2), article(3)])
+            assert not path.exists(), "its version was pruned"
+        return real_load(self, path, expect, verify)
+
+    monkeypatch.setattr(IndexStore, "_load", slow_reader)
+    assert [a.id for a in store.load().articles] == ["a1", "a2", "a3"]
+
+
+def test_a_damaged_live_version_is_still_reported(env):
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    (store.current_path() / "manifest.json").unlink()
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        store.load()
