@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(256, ge=16, le=2048, description="Target chunk size in tiktoken tokens")
     chunk_overlap: int = Field(48, ge=0, le=1024, description="Tokens shared by neighbouring chunks")
     tiktoken_encoding: str = "cl100k_base"
-    top_k: int = Field(5, ge=1, le=50, description="Passages given to the backend")
+    top_k: int = Field(5, ge=1, le=20, description="Passages given to the backend (at most 20: each is read "
+                       "sentence by sentence)")
     backend: str = Field("extractive", description="Answer backend: extractive (default), reader, openai, llamacpp")
     reader_dir: Path | None = Field(None, description="Folder of the reader's weights and manifest; default: the "
                                     "shipped rag/reader/weights (`rag train reader --out DIR` writes another)")
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     # Generative backends (openai, llamacpp); see README "Generative backends".
     openai_base_url: str = Field("", description="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; "
-                                 "default OPENAI_BASE_URL, then https://api.openai.com/v1")
+                                 "default OPENAI_BASE_URL, then https://api.openai.com/v1 when an API key is set")
     openai_api_key: SecretStr = Field(SecretStr(""), description="default OPENAI_API_KEY")
     openai_model: str = Field("gpt-4o-mini", description="Model name the server knows")
     llamacpp_model: Path | None = Field(None, description="GGUF file of the llamacpp backend")
@@ -118,11 +119,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _openai_defaults(self):
-        """RAG_OPENAI_* first, then the conventional OPENAI_BASE_URL and OPENAI_API_KEY."""
-        if not self.openai_base_url:
-            self.openai_base_url = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        """RAG_OPENAI_* first, then the conventional OPENAI_BASE_URL and OPENAI_API_KEY; api.openai.com
+        only when a key is given (with neither, the openai backend is not configured and says so)."""
         if not self.openai_api_key.get_secret_value() and os.environ.get("OPENAI_API_KEY"):
             self.openai_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        if not self.openai_base_url:
+            self.openai_base_url = os.environ.get("OPENAI_BASE_URL") or (
+                "https://api.openai.com/v1" if self.openai_api_key.get_secret_value() else "")
         return self
 
 

@@ -90,7 +90,7 @@ def test_filters_restrict_the_passages(api):
     ({"question": "x" * 2001}, 400, ["2001 characters", "limit is 2000", "RAG_MAX_QUESTION_CHARS"]),
     ({}, 422, ["question: Field required"]),
     ({"question": "q", "top_k": 0}, 422, ["top_k", "greater than or equal to 1"]),
-    ({"question": "q", "top_k": 51}, 422, ["top_k", "less than or equal to 50"]),
+    ({"question": "q", "top_k": 21}, 422, ["top_k", "less than or equal to 20"]),
     ({"question": "q", "top_k": "5"}, 422, ["top_k", "integer"]),
     ({"question": "q", "backend": "nope"}, 400, ["unknown backend 'nope'", "known:", "extractive"]),
     ({"question": "q", "mode": "nope"}, 400, ["unknown retrieval mode 'nope'", "dense"]),
@@ -287,3 +287,28 @@ def test_importing_the_api_loads_no_model_library():
             "print(','.join(m for m in ('torch', 'faiss', 'sentence_transformers', 'gradio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_too_many_or_too_large_headers_are_a_431(api):
+    many = api.get("/health", headers={f"x-h{i}": "v" for i in range(150)})
+    assert many.status_code == 431 and "limits are 100 headers" in many.json()["error"]
+    large = api.get("/health", headers={"x-big": "v" * 40_000})
+    assert large.status_code == 431 and many.headers["x-request-id"]
+    assert api.get("/health", headers={"x-ok": "v" * 1000}).status_code == 200
+
+
+def test_an_unconfigured_backend_is_a_503_that_says_what_to_set(tmp_path, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_OPENAI_BASE_URL", "RAG_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with serve(tmp_path, openai_base_url="", openai_api_key="") as (client, _):
+        r = client.post("/ask", json={"question": QUESTION, "backend": "openai"})
+        assert r.status_code == 503 and "openai backend is not configured" in r.json()["error"]
+        assert "RAG_OPENAI_BASE_URL" in r.json()["error"]
+        r = client.post("/ask", json={"question": QUESTION, "backend": "llamacpp"})
+        assert r.status_code == 503 and "RAG_LLAMACPP_MODEL" in r.json()["error"]
+        offered = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "extractive" in offered and "openai" not in offered and "llamacpp" not in offered
+        assert client.get("/ready").json()["backends"] == offered
+        spec = client.get("/openapi.json").json()
+        for path in ("/ask", "/ask/stream", "/v1/chat/completions"):
+            assert {"502", "503", "431"} <= set(spec["paths"][path]["post"]["responses"]), path

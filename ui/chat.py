@@ -1,20 +1,19 @@
 """The reader's tab: a chat whose answers stream in, each followed by its highlighted sources."""
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import gradio as gr
 
-from rag.backends import backend_names
+from rag.backends import available_backends
 from rag.keys import check_key
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import MODES
 from ui.i18n import t
 from ui.messages import error_message
-from ui.render import answer_html, error_html, streaming_html
+from ui.render import answer_html, error_html, literal, streaming_html
 
 Relabel = list[tuple[gr.components.Component, Callable[[str], dict]]]
 HISTORY_TURNS = 6  # earlier messages passed to the pipeline with a follow-up question
@@ -62,7 +61,7 @@ def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
         if not question:
             yield chat, "", turns
             return
-        chat.append({"role": "user", "content": html.escape(question)})
+        chat.append({"role": "user", "content": literal(question)})
         try:
             check_key(settings, key, write=False, how="type an API key in the “Key” field")
         except Exception as exc:  # noqa: BLE001 -- shown as the answer, like every chat error
@@ -93,7 +92,7 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
                          label=t(lang, "examples"), elem_id="examples", samples_per_page=8)
     with gr.Accordion(t(lang, "settings"), open=False, elem_id="chat-settings") as folded:
         with gr.Row():
-            backend = gr.Dropdown(backend_names(), value=settings.backend, label=t(lang, "backend"),
+            backend = gr.Dropdown(available_backends(settings), value=settings.backend, label=t(lang, "backend"),
                                   elem_id="backend")
             top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label=t(lang, "top_k"), elem_id="top-k")
             mode = gr.Radio(retrieval_modes(), value=settings.retrieval_mode, label=t(lang, "mode"), elem_id="mode")

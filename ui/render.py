@@ -15,15 +15,28 @@ from ui.i18n import t
 RELATED_SHOWN = 3  # closest passages offered when the answer abstains
 
 
+_MARKDOWN = str.maketrans({c: f"&#{ord(c)};" for c in "[]()*_`~\\|!#:"})
+
+
+def literal(value: str) -> str:
+    """Text shown as it is in the chat, which renders Markdown: HTML escaped, and the characters that
+    make Markdown links, emphasis or code written as entities (``[x](javascript:…)`` stays text)."""
+    return html.escape(value).translate(_MARKDOWN)
+
+
 def _text(value: str) -> str:
-    """Escaped text on one line (newlines as <br>), so no Markdown block can start inside it."""
-    return re.sub(r"\n\s*\n\s*", "<br>", html.escape(value).replace("\r", "")).replace("\n", "<br>")
+    """Literal text on one line (newlines as <br>), so no Markdown block can start inside it."""
+    return re.sub(r"\n\s*\n\s*", "<br>", literal(value).replace("\r", "")).replace("\n", "<br>")
 
 
 def cite_links(text: str, key: str) -> str:
-    """Escaped answer text with each [n] turned into a link to source card ``{key}-n``."""
-    return MARK.sub(lambda m: f'<a class="cite" href="#{key}-{m.group(1)}" data-target="{key}-{m.group(1)}">'
-                               f'[{m.group(1)}]</a>', _text(text))
+    """Literal answer text with each [n] turned into a link to source card ``{key}-n``."""
+    out, at = [], 0
+    for m in MARK.finditer(text):
+        out += [_text(text[at:m.start()]), f'<a class="cite" href="#{key}-{m.group(1)}" '
+                f'data-target="{key}-{m.group(1)}">[{m.group(1)}]</a>']
+        at = m.end()
+    return "".join([*out, _text(text[at:])])
 
 
 def highlighted(text: str, highlights) -> str:

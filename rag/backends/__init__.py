@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from common.errors import UnknownNameError
+from common.errors import ConfigError, UnknownNameError
 from rag.types import Hit
 
 
@@ -49,22 +49,35 @@ class Backend(Protocol):
 
 BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, BackendFactory] = {}
+# name -> settings -> "" when the backend can answer with these settings, else what to set.
+MISSING: dict[str, Callable[..., str]] = {}
 
 
-def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Register a factory ``(settings, embedder) -> Backend`` under ``name``."""
+def register(name: str, missing: Callable[..., str] | None = None) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a factory ``(settings, embedder) -> Backend`` under ``name``; ``missing(settings)`` says
+    what the backend still needs ("" when configured)."""
     def decorate(factory: BackendFactory) -> BackendFactory:
         BACKENDS[name] = factory
+        MISSING[name] = missing or (lambda settings: "")
         return factory
     return decorate
 
 
 def get_backend(name: str, settings, embedder) -> Backend:
-    """A new backend by name; the error lists the known names."""
+    """A new backend by name; the error lists the known names, or says what an unconfigured one needs."""
     _load_builtin()
     if name not in BACKENDS:
         raise UnknownNameError("backend", name, list(BACKENDS))
+    missing = MISSING[name](settings)
+    if missing:
+        raise ConfigError(f"the {name} backend is not configured on this server: {missing}")
     return BACKENDS[name](settings, embedder)
+
+
+def available_backends(settings) -> list[str]:
+    """The backends that can answer with ``settings`` (what the UI, /v1/models and /ready offer)."""
+    _load_builtin()
+    return sorted(name for name in BACKENDS if not MISSING[name](settings))
 
 
 def backend_names() -> list[str]:

@@ -81,7 +81,20 @@ def make_chat(settings) -> LlamaCppChat:
                         settings.llm_temperature, settings.llm_deadline)
 
 
-@register("llamacpp")
+def missing(settings) -> str:
+    """What the llamacpp backend needs before it can answer ("" when configured)."""
+    import importlib.util
+
+    if not settings.llamacpp_model:
+        return "set RAG_LLAMACPP_MODEL to a GGUF file"
+    if not Path(settings.llamacpp_model).is_file():
+        return f"RAG_LLAMACPP_MODEL points at {settings.llamacpp_model}, which is not a file; give a GGUF file"
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"llama-cpp-python is not installed; {BUILD_HINT}"
+    return ""
+
+
+@register("llamacpp", missing)
 def _factory(settings, embedder) -> ChatBackend:
     chat = make_chat(settings)
     return ChatBackend("llamacpp", chat, Budget(settings.llm_context_tokens, settings.llm_answer_tokens, chat.count))

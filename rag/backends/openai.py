@@ -174,7 +174,15 @@ def make_chat(settings) -> OpenAIChat:
                       deadline=settings.llm_deadline, temperature=settings.llm_temperature)
 
 
-@register("openai")
+def missing(settings) -> str:
+    """What the openai backend needs before it can answer ("" when configured)."""
+    if settings.openai_base_url:
+        return ""
+    return ("set RAG_OPENAI_BASE_URL (or OPENAI_BASE_URL) to an OpenAI-compatible server, e.g. "
+            "http://127.0.0.1:11434/v1, or OPENAI_API_KEY to use api.openai.com")
+
+
+@register("openai", missing)
 def _factory(settings, embedder) -> ChatBackend:
     budget = Budget(settings.llm_context_tokens, settings.llm_answer_tokens,
                     tiktoken_counter(settings.tiktoken_encoding))

@@ -28,7 +28,7 @@ from rag.backends import Generation, Request, register
 from rag.backends.extractive import ExtractiveBackend
 from rag.coverage import question_names
 from rag.reader.inputs import windows
-from rag.reader.reader import WEIGHTS_DIR, Reader, Reading
+from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
 
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
 _LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
@@ -129,7 +129,15 @@ def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
     return Reader.load(ensure_converted(Path(cache_dir) / "models"), weights_dir)
 
 
-@register("reader")
+def missing(settings) -> str:
+    """What the reader backend needs before it can answer ("" when its weights are there)."""
+    folder = Path(settings.reader_dir or WEIGHTS_DIR)
+    if (folder / WEIGHTS_FILE).is_file():
+        return ""
+    return f"no reader weights in {folder}: run `rag train reader --out {folder}` (or set RAG_READER_DIR)"
+
+
+@register("reader", missing)
 def _factory(settings, embedder) -> ReaderBackend:
     reader = load_reader(settings.cache_dir, settings.reader_dir or WEIGHTS_DIR)
     return ReaderBackend(embedder, reader, settings.read_windows, settings.reader_threshold)

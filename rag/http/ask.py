@@ -21,7 +21,11 @@ ERROR_TEXTS = {
     401: "An API key is needed", 403: "The API key is not valid", 413: "The body is too large",
     415: "The body is not sent as JSON",
     422: "The body does not match the schema; the message lists the fields",
+    431: "Too many or too large request headers",
     500: "Internal error (quote the request id)",
+    502: "The answer backend's model server failed and no fallback could answer",
+    503: "This server is not set up for the request: no index yet, or the backend asked for is not configured "
+         "(the message says which setting to give)",
 }
 ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in ERROR_TEXTS.items()}
 SSE_EXAMPLE = ('event: citations\ndata: [{"n": 1, "chunk_id": "a#1", ...}]\n\n'

@@ -27,8 +27,12 @@ def error_payload(path: str, message: str, request_id: str, kind: str = "invalid
     return {"error": message, "request_id": request_id, **({"detail": detail} if detail else {})}
 
 
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
+
+
 class Edge:
-    """ASGI middleware: ``x-request-id`` on every response, a log line with timings, 413 and 500 bodies."""
+    """ASGI middleware: ``x-request-id`` on every response, a log line with timings, 413, 431 and 500 bodies."""
 
     def __init__(self, app, max_body_bytes: int):
         self.app, self.max_body_bytes = app, max_body_bytes
@@ -49,6 +53,14 @@ class Edge:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
 
+        raw_headers = scope.get("headers") or []
+        header_bytes = sum(len(k) + len(v) for k, v in raw_headers)
+        if len(raw_headers) > MAX_HEADERS or header_bytes > MAX_HEADER_BYTES:
+            message = (f"the request has {len(raw_headers)} headers of {header_bytes} bytes in all; the limits are "
+                       f"{MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes: send fewer or shorter headers")
+            await _send_json(send_with_id, 431, error_payload(scope["path"], message, rid))
+            _log_request(scope, rid, seen, None)
+            return
         try:
             too_large = self._too_large(scope["path"], headers)
             if too_large:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.citations import cited_numbers
 from common.errors import InputError, UnknownNameError
-from rag.backends import backend_names
+from rag.backends import available_backends, backend_names
 from rag.http.ask import ERROR_TEXTS, filters_of
 from rag.http.auth import require_read
 from rag.http.schemas import FiltersIn, OpenAIErrorOut, TopK
@@ -61,11 +61,11 @@ class ChatIn(BaseModel):
     filters: FiltersIn | None = Field(None, description="Extension: the filters of POST /ask")
 
 
-@router.get("/models", summary="The answer backends, as OpenAI models")
-def models() -> dict:
-    """One model per registered answer backend."""
+@router.get("/models", summary="The answer backends this server can use, as OpenAI models")
+def models(request: Request) -> dict:
+    """One model per configured answer backend (a backend whose settings are missing is not offered)."""
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "newsrag"}
-                                       for name in backend_names()]}
+                                       for name in available_backends(request.app.state.settings)]}
 
 
 CHUNK_EVENT = {"type": "object", "required": ["data"], "description": "`data` is a chat.completion.chunk or [DONE]",

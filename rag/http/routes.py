@@ -9,7 +9,7 @@ from pydantic import Field
 
 from common.errors import NotFoundError
 from index.loaders import make_article
-from rag.backends import backend_names
+from rag.backends import available_backends
 from rag.http.ask import ERRORS
 from rag.http.auth import require_read, require_write
 from rag.http.schemas import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, ReadyOut
@@ -30,7 +30,7 @@ def ready(request: Request) -> dict:
     """Counts of the loaded index, its manifest, the embedding model and the answer backends."""
     pipeline: Pipeline = request.app.state.pipeline
     return {"status": "ready", "chunks": len(pipeline.data), "articles": len(pipeline.data.articles),
-            "model": pipeline.embedder.name, "backends": backend_names(),
+            "model": pipeline.embedder.name, "backends": available_backends(pipeline.settings),
             "default_backend": pipeline.settings.backend, "manifest": pipeline.data.manifest}
 
 

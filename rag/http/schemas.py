@@ -37,7 +37,8 @@ RealDate = AfterValidator(_real_date)
 
 # JSON Schema's integer: 5 or 5.0, but not "5" nor true (pydantic's strict mode refuses 5.0, its lax mode takes "5")
 # (the Field must come before the validator, or the schema says "ge"/"le" instead of minimum/maximum)
-TopK = Annotated[int, Field(ge=1, le=50), BeforeValidator(_no_text_or_bool)]
+MAX_TOP_K = 20  # each passage is read sentence by sentence: past 20 an answer costs seconds, not milliseconds
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_no_text_or_bool)]
 
 
 class FiltersIn(BaseModel):
