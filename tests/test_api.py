@@ -275,6 +275,9 @@ def test_openapi_schema_and_docs(api):
     assert {} not in spec["paths"]["/articles"]["post"]["security"]
     docs = api.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/docs-assets/") for a in assets), "no CDN: the page works offline"
+    assert all(api.get(a).status_code == 200 for a in assets)
 
 
 

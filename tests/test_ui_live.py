@@ -135,6 +135,29 @@ def test_errors_are_readable_and_the_language_can_be_switched(page_in):
     page.wait_for_function("() => !document.querySelector('#chat .rag-answer')")
 
 
+def test_markdown_in_a_question_is_shown_as_text_not_a_link(page_in):
+    page = page_in("en-US")
+    ask(page, "[clic ici](javascript:alert(document.domain)) **gras** ?")
+    user = page.locator("#chat .message.user, #chat [data-testid='user']").last
+    assert page.locator("#chat a[href^='javascript']").count() == 0
+    assert "[clic ici](javascript:alert(document.domain))" in user.inner_text()
+
+
+def test_api_docs_render_offline_in_the_browser(browser, base_url):
+    """Swagger UI's files come from the server (fastapi-offline), so /docs renders with no internet;
+    any request the page makes elsewhere is refused and counted."""
+    context = browser.new_context()
+    outside = []
+    context.route("**/*", lambda route: (outside.append(route.request.url), route.abort())
+                  if not route.request.url.startswith(base_url) else route.continue_())
+    page = context.new_page()
+    page.goto(f"{base_url}/docs")
+    page.locator(".swagger-ui .info .title", has_text="newsrag").wait_for(timeout=WAIT)
+    assert page.locator(".opblock-summary-path", has_text="/ask").count() >= 1
+    assert outside == []
+    context.close()
+
+
 def test_review_room_records_a_verdict_that_a_reload_shows(page_in, eval_copy):
     page = page_in("en-US")
     ask(page, QUESTION)

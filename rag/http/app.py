@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import (
@@ -57,7 +58,9 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
             on_ready()
         yield
 
-    app = FastAPI(title="newsrag", version="0.1.0", lifespan=lifespan, description=DESCRIPTION)
+    # Swagger UI and ReDoc served from fastapi-offline's files, not a CDN: /docs works with no internet.
+    app = FastAPIOffline(title="newsrag", version="0.1.0", lifespan=lifespan, description=DESCRIPTION,
+                         static_url="/docs-assets")
     app.state.settings = settings or get_settings()
     app.add_middleware(Edge, max_body_bytes=app.state.settings.max_body_bytes)
     routers = (routes.status_router, ask.router, routes.articles_router, openai.router)
