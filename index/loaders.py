@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import unicodedata
@@ -18,6 +19,9 @@ from index.types import Article
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".jsonl", ".json")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
 _FIELDS = ("id", "title", "date", "url", "source", "language")
+MAX_ARTICLE_CHARS = 1_000_000  # RAG_MAX_ARTICLE_CHARS; a long feature is ~60,000
+_BYTES_PER_CHAR = 8  # a single-article file (HTML: markup around the text) is refused unread past this many
+SQUAD_MAX_BYTES = 256 * 1024 * 1024
 
 
 def slugify(text: str, max_len: int = 80) -> str:
@@ -39,11 +43,11 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             raise InputError(f"{path}: no such file or folder; give paths to articles or folders of them")
 
 
-def load_articles(paths: Iterable[str | Path]) -> list[Article]:
+def load_articles(paths: Iterable[str | Path], max_chars: int = MAX_ARTICLE_CHARS) -> list[Article]:
     """Every article found under ``paths``; ids must be unique across them."""
     articles: dict[str, Article] = {}
     for path in iter_files(paths):
-        for article in load_file(path.resolve()):
+        for article in load_file(path.resolve(), max_chars):
             if article.id in articles:
                 raise InputError(
                     f"{path}: article id {article.id!r} is also used by {articles[article.id].path}; "
@@ -53,18 +57,34 @@ def load_articles(paths: Iterable[str | Path]) -> list[Article]:
     return list(articles.values())
 
 
-def load_file(path: Path) -> list[Article]:
-    """The articles in one file, chosen by its suffix."""
+def load_file(path: Path, max_chars: int = MAX_ARTICLE_CHARS) -> list[Article]:
+    """The articles in one file, chosen by its suffix. A file too large for what it can hold is refused
+    before it is read; JSON Lines are read a line at a time."""
     loaders = {".md": _load_markdown, ".markdown": _load_markdown, ".txt": _load_text,
-               ".html": _load_html, ".htm": _load_html, ".jsonl": _load_jsonl, ".json": _load_squad}
-    loader = loaders.get(path.suffix.lower())
+               ".html": _load_html, ".htm": _load_html, ".json": _load_squad}
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _load_jsonl(path, max_chars)
+    loader = loaders.get(suffix)
     if loader is None:
         raise InputError(f"{path}: unsupported file type; supported: {', '.join(SUFFIXES)}")
+    limit = SQUAD_MAX_BYTES if suffix == ".json" else _BYTES_PER_CHAR * max_chars
+    size = path.stat().st_size
+    if size > limit:
+        raise InputError(f"{path}: the file has {size:,} bytes, more than an article may have ({limit:,} bytes "
+                         f"for {suffix} files; RAG_MAX_ARTICLE_CHARS={max_chars:,}): split it, or raise the limit")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc}); convert it to UTF-8 first") from exc
-    return loader(path, raw)
+    return [_bounded(a, max_chars) for a in loader(path, raw)]
+
+
+def _bounded(article: Article, max_chars: int, where: str = "") -> Article:
+    if len(article.text) > max_chars:
+        raise InputError(f"{where or article.path or article.id}: the article has {len(article.text):,} characters; "
+                         f"the limit is {max_chars:,} (RAG_MAX_ARTICLE_CHARS): split it, or raise the limit")
+    return article
 
 
 def make_article(fields: dict, text: str, path: Path | str = "", default_id: str = "") -> Article:
@@ -150,20 +170,32 @@ def _load_html(path: Path, raw: str) -> list[Article]:
     return [make_article(fields, text, path, default_id=slugify(path.stem))]
 
 
-def _load_jsonl(path: Path, raw: str) -> list[Article]:
-    articles = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InputError(f"{path}:{lineno}: each line must be an object with a string `text`")
-        fields = {k: record.get(k) for k in _FIELDS}
-        articles.append(make_article(fields, record["text"], f"{path}:{lineno}"))
-    return articles
+def _load_jsonl(path: Path, max_chars: int) -> list[Article]:
+    articles, limit = [], _BYTES_PER_CHAR * max_chars + 4096
+    with open(path, encoding="utf-8") as handle:
+        for lineno in itertools.count(1):
+            try:
+                line = handle.readline(limit)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not UTF-8 text ({exc}); convert it to UTF-8 first") from exc
+            if not line:
+                return articles
+            if len(line) >= limit and not line.endswith("\n"):
+                raise InputError(f"{path}:{lineno}: the line is longer than an article may be "
+                                 f"(RAG_MAX_ARTICLE_CHARS={max_chars:,}): split it, or raise the limit")
+            if line.strip():
+                articles.append(_bounded(_jsonl_record(path, lineno, line), max_chars, f"{path}:{lineno}"))
+
+
+def _jsonl_record(path: Path, lineno: int, line: str) -> Article:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise InputError(f"{path}:{lineno}: each line must be an object with a string `text`")
+    fields = {k: record.get(k) for k in _FIELDS}
+    return make_article(fields, record["text"], f"{path}:{lineno}")
 
 
 def _load_squad(path: Path, raw: str) -> list[Article]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from pathlib import Path
 
 from index.build import UpdateReport, load_or_empty, update_index
 from index.chunker import Chunker
@@ -35,7 +36,7 @@ def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = Fa
                 rebuild: bool = False, articles=()) -> tuple[IndexData, UpdateReport]:
     """Index the articles under ``paths`` (and ``articles`` given as objects) incrementally;
     ``prune`` deletes those whose files are gone."""
-    articles = [*(load_articles(paths) if paths else []), *articles]
+    articles = [*(load_articles(paths, settings.max_article_chars) if paths else []), *articles]
     store = IndexStore(settings.index_dir)
     return update_index(store, embedder, make_chunker(settings), articles,
                         delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
@@ -54,13 +55,14 @@ _LIVE_WRITES = threading.Lock()
 def update_live(pipeline: Pipeline, articles=(), delete=()) -> UpdateReport:
     """Add or replace ``articles`` and delete the ``delete`` ids in the served index, then swap it in.
 
-    The new version is written under the store's lock (in ``update_index``) and swapped into the
-    pipeline only once the write succeeded; a process lock keeps two writers from swapping out of order.
-    Questions in flight keep the version they started with.
+    The new chunks are embedded before the store's lock is taken, the version is written under it (in
+    ``update_index``), and swapped into the pipeline only once the write succeeded and only if it is
+    newer than the one served (version names sort in commit order), so two writers in flight never
+    swap out of order. Questions in flight keep the version they started with.
     """
+    data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
     with _LIVE_WRITES:
-        data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
-        if report.changed:
+        if report.changed and (pipeline.data.path is None or Path(data.path).name > Path(pipeline.data.path).name):
             pipeline.swap(data)
     return report
 

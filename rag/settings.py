@@ -56,6 +56,10 @@ class Settings(BaseSettings):
                               "reader's answer when the model's does not contain it")
     answer_sentences: int = Field(3, ge=1, le=10, description="Sentences the extractive backend returns at most")
     max_question_chars: int = Field(2000, ge=10, le=100_000)
+    ingest_job_chars: int = Field(200_000, ge=0, description="POST /articles batches with more text than this "
+                                  "(characters, all articles together) run as a job: 202 and a URL to poll")
+    max_article_chars: int = Field(1_000_000, ge=1000, le=100_000_000, description="Longest article accepted "
+                                   "(characters); longer files, records and POST /articles items are refused")
     # Generative backends (openai, llamacpp); see README "Generative backends".
     openai_base_url: str = Field("", description="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; "
                                  "default OPENAI_BASE_URL, then https://api.openai.com/v1 when an API key is set")

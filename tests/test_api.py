@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 
 import httpx
 import pytest
@@ -315,3 +316,29 @@ def test_an_unconfigured_backend_is_a_503_that_says_what_to_set(tmp_path, monkey
         spec = client.get("/openapi.json").json()
         for path in ("/ask", "/ask/stream", "/v1/chat/completions"):
             assert {"502", "503", "431"} <= set(spec["paths"][path]["post"]["responses"]), path
+
+
+def test_a_large_batch_is_a_job_to_poll(tmp_path):
+    with serve(tmp_path, ingest_job_chars=1000) as (client, pipeline):
+        batch = [{"id": f"job-{i}", "text": f"Article {i}. " + "Une phrase sur le sujet. " * 30} for i in range(3)]
+        r = client.post("/articles", json=batch, headers={"x-api-key": KEY})
+        assert r.status_code == 202 and r.headers["location"] == r.json()["url"], r.text
+        job = r.json()
+        assert job["status"] in ("queued", "running", "done") and job["articles"] == 3
+        for _ in range(200):
+            polled = client.get(job["url"], headers={"x-api-key": KEY}).json()
+            if polled["status"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        assert polled["status"] == "done" and sorted(polled["result"]["added"]) == ["job-0", "job-1", "job-2"]
+        assert {a["id"] for a in client.get("/articles").json()} >= {"job-0", "job-1", "job-2"}
+        small = client.post("/articles", json={"id": "now", "text": "Court."}, headers={"x-api-key": KEY})
+        assert small.status_code == 200 and small.json()["added"] == ["now"]
+        forced = client.post("/articles?wait=true", json=batch, headers={"x-api-key": KEY})
+        assert forced.status_code == 200 and sorted(forced.json()["unchanged"]) == ["job-0", "job-1", "job-2"]
+        bad = client.post("/articles", json=[*batch, {"id": "x", "text": "y", "date": "2025-02-30"}],
+                          headers={"x-api-key": KEY})
+        assert bad.status_code == 422, "a bad article refuses the whole batch before any job"
+        missing = client.get("/articles/jobs/nope", headers={"x-api-key": KEY})
+        assert missing.status_code == 404 and "post the batch again" in missing.json()["error"]
+        assert client.get(job["url"]).status_code == 401, "jobs are for writers"

@@ -1,5 +1,6 @@
 """Loading articles from every supported format, and refusing bad input clearly."""
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -143,3 +144,32 @@ def test_squad_json_fuzzed(tmp_path, data):
         load_articles([path])
     except InputError as exc:
         assert str(path) in str(exc), exc
+
+
+def test_articles_over_the_size_limit_are_refused_before_reading(tmp_path, monkeypatch):
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:  # sparse: 50 MB that costs no disk
+        handle.truncate(50 * 1024 * 1024)
+    read = []
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: read.append(self) or "")
+    with pytest.raises(InputError, match=r"big.txt: the file has 52,428,800 bytes.*RAG_MAX_ARTICLE_CHARS"):
+        load_articles([big])
+    assert read == [], "not read"
+
+
+def test_the_article_limit_is_in_characters_and_configurable(tmp_path):
+    (tmp_path / "a.md").write_text("Phrase. " * 300, encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.md: the article has 2,400 characters; the limit is 2,000"):
+        load_articles([tmp_path / "a.md"], max_chars=2000)
+    assert load_articles([tmp_path / "a.md"], max_chars=3000)
+
+
+def test_json_lines_are_read_a_line_at_a_time_with_a_bounded_line(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text(json.dumps({"id": "ok", "text": "Court."}) + "\n" + json.dumps({"text": "x" * 20_000}) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(InputError, match=r"feed.jsonl:2: the article has 20,000 characters"):
+        load_articles([path], max_chars=19_000)
+    path.write_text(json.dumps({"text": "y" * 200_000}) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"feed.jsonl:1: the line is longer than an article may be"):
+        load_articles([path], max_chars=10_000)

@@ -180,3 +180,28 @@ def test_a_damaged_live_version_is_still_reported(env):
     (store.current_path() / "manifest.json").unlink()
     with pytest.raises(IndexMismatchError, match="rebuild"):
         store.load()
+
+
+def test_embedding_happens_outside_the_writer_lock(env):
+    """A slow write (its embedding held up) does not hold the lock: another write commits meanwhile,
+    and the slow one then commits on top of it, losing nothing."""
+    import threading
+
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1)])
+    entered, release = threading.Event(), threading.Event()
+
+    class Held(CountingEmbedder):
+        def embed(self, texts, kind="passage"):
+            entered.set()
+            assert release.wait(30)
+            return super().embed(texts, kind)
+
+    slow = threading.Thread(target=update_index, args=(store, Held(), chunker, [article(1), article(2)]))
+    slow.start()
+    assert entered.wait(30)
+    _, quick = update_index(store, emb, chunker, [article(1), article(3)])
+    assert quick.added == ["a3"], "committed while the slow write was embedding"
+    release.set()
+    slow.join(30)
+    assert sorted(a.id for a in store.load().articles) == ["a1", "a2", "a3"]

@@ -28,6 +28,7 @@ from common.errors import (
 from rag.backends import backend_names
 from rag.http import ask, openai, routes
 from rag.http.auth import ForbiddenError, MissingKeyError, mark_optional_reads
+from rag.http.jobs import IngestJobs
 from rag.http.middleware import Edge, error_payload
 from rag.pipeline import Pipeline
 from rag.service import load_pipeline
@@ -62,6 +63,7 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
     app = FastAPIOffline(title="newsrag", version="0.1.0", lifespan=lifespan, description=DESCRIPTION,
                          static_url="/docs-assets")
     app.state.settings = settings or get_settings()
+    app.state.jobs = IngestJobs()
     app.add_middleware(Edge, max_body_bytes=app.state.settings.max_body_bytes)
     routers = (routes.status_router, ask.router, routes.articles_router, openai.router)
     _add_error_handlers(app, routers)

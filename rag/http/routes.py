@@ -4,15 +4,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from common.errors import NotFoundError
+from common.errors import InputError, NotFoundError
 from index.loaders import make_article
 from rag.backends import available_backends
 from rag.http.ask import ERRORS
 from rag.http.auth import require_read, require_write
-from rag.http.schemas import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, ReadyOut
+from rag.http.schemas import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, JobOut, ReadyOut
 from rag.pipeline import Pipeline
 from rag.service import update_live
 
@@ -57,16 +58,37 @@ def get_article(article_id: str, request: Request) -> dict:
 
 
 @articles_router.post("", summary="Add or replace articles (one object or a list)", response_model=IngestOut,
-                      dependencies=[Depends(require_write)])
+                      dependencies=[Depends(require_write)],
+                      responses={202: {"model": JobOut, "description": "A large batch, queued as a job: poll its "
+                                       "`url` (also in the Location header)"}})
 def add_articles(body: ArticleIn | Annotated[list[ArticleIn], Field(min_length=1, max_length=1000)],
-                 request: Request) -> dict:
+                 request: Request, wait: bool | None = Query(None, description="true: answer when indexed "
+                                                             "(200); false: always queue a job (202); default: "
+                                                             "a job past RAG_INGEST_JOB_CHARS of text")):
     """Index the articles incrementally: new ids are added, changed ones replaced, identical ones skipped.
 
+    Every article is checked first (a bad one is a 4xx and nothing is written). A batch with more text than
+    ``RAG_INGEST_JOB_CHARS`` is indexed in the background: the answer is 202 with the job to poll.
     Questions asked meanwhile are answered from the previous index until the new one is swapped in whole.
     """
     items = body if isinstance(body, list) else [body]
-    articles = {a.id: a for a in (_article(i, item) for i, item in enumerate(items))}  # a later one wins
-    return _ingest_out(request, update_live(request.app.state.pipeline, articles=list(articles.values())))
+    settings = request.app.state.settings
+    articles = {a.id: a for a in (_article(i, item, settings.max_article_chars)
+                                  for i, item in enumerate(items))}  # a later one wins
+    pipeline, batch = request.app.state.pipeline, list(articles.values())
+    queued = (not wait) if wait is not None else sum(len(a.text) for a in batch) > settings.ingest_job_chars
+    if not queued:
+        return _ingest_out(pipeline, update_live(pipeline, articles=batch))
+    job = request.app.state.jobs.submit(len(batch), lambda: _ingest_out(pipeline, update_live(pipeline,
+                                                                                               articles=batch)))
+    return JSONResponse(job.to_dict(), status_code=202, headers={"location": job.to_dict()["url"]})
+
+
+@articles_router.get("/jobs/{job_id}", summary="A queued batch of articles: its status and result",
+                     response_model=JobOut, dependencies=[Depends(require_write)])
+def get_job(job_id: str, request: Request) -> dict:
+    """Where a ``POST /articles`` job is (queued, running, done, failed) and, once done, what it changed."""
+    return request.app.state.jobs.get(job_id).to_dict()
 
 
 @articles_router.delete("/{article_id}", summary="Delete an article from the index", response_model=IngestOut,
@@ -76,17 +98,20 @@ def delete_article(article_id: str, request: Request) -> dict:
     pipeline: Pipeline = request.app.state.pipeline
     if article_id not in pipeline.data.article_by_id:
         raise NotFoundError(f"no article {article_id!r} to delete; GET /articles lists them")
-    return _ingest_out(request, update_live(pipeline, delete=[article_id]))
+    return _ingest_out(pipeline, update_live(pipeline, delete=[article_id]))
 
 
-def _article(i: int, item: ArticleIn):
+def _article(i: int, item: ArticleIn, max_chars: int):
     """A checked Article from the request; API articles have no file path (so a corpus sync keeps them)."""
+    if len(item.text) > max_chars:
+        raise InputError(f"articles[{i}]: the article has {len(item.text):,} characters; the limit is "
+                         f"{max_chars:,} (RAG_MAX_ARTICLE_CHARS): split it, or ask for a higher limit")
     article = make_article(item.model_dump(exclude={"text"}), item.text, path=f"articles[{i}]")
     return dataclasses.replace(article, path="")
 
 
-def _ingest_out(request: Request, report) -> dict:
+def _ingest_out(pipeline: Pipeline, report) -> dict:
     return {"added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
             "deleted": report.deleted, "chunks_embedded": report.chunks_embedded,
-            "chunks_total": report.chunks_total, "articles_total": len(request.app.state.pipeline.data.articles),
+            "chunks_total": report.chunks_total, "articles_total": len(pipeline.data.articles),
             "seconds": report.seconds}

@@ -164,6 +164,19 @@ class IngestOut(BaseModel):
     seconds: dict[str, float]
 
 
+class JobOut(BaseModel):
+    """A batch of articles being indexed in the background (``POST /articles`` of a large batch)."""
+
+    id: str
+    status: str = Field(..., description="queued, running, done or failed")
+    articles: int
+    submitted: str
+    finished: str | None
+    result: IngestOut | None = Field(None, description="What the write changed, once done")
+    error: str | None = Field(None, description="Why it failed (nothing of it was written)")
+    url: str = Field(..., description="Where to poll: GET this URL")
+
+
 class ArticleSummary(BaseModel):
     """An indexed article, without its text."""
 
