@@ -1,6 +1,7 @@
 """The shapes of the HTTP API's requests and responses (pydantic models at the edge), with examples."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -13,7 +14,25 @@ ISO_DATE = rf"^{_DAY}$"
 ISO_DATETIME = rf"^{_DAY}([T ][0-9:.+\-Z]*)?$"
 ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 EXAMPLE_QUESTION = "Combien Microsoft a-t-il investi dans OpenAI ?"
-NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"  # a character that no regex engine here (nor str.strip) takes for a space
+def _invisible_ranges() -> str:
+    """A regex class body of what a question or an article may not consist of only: control characters
+    and Unicode's invisible format characters (category Cf: zero-width spaces, bidi controls, tags…),
+    which the pipeline removes (``common.injection.normalise``)."""
+    codes = [i for i in range(0x110000) if unicodedata.category(chr(i)) in ("Cc", "Cf")]
+    runs, start = [], codes[0]
+    for prev, code in zip(codes, codes[1:] + [None]):
+        if code != prev + 1:
+            runs.append((start, prev))
+            start = code
+    return "".join(_escaped(a) if a == b else f"{_escaped(a)}-{_escaped(b)}" for a, b in runs)
+
+
+def _escaped(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+# A character that is neither a space nor invisible: a question or an article must have one.
+NOT_BLANK = rf"[^\s{_invisible_ranges()}]"
 
 
 def _no_text_or_bool(value):
