@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install browser run lint test bench clean
+.PHONY: install browser run lint test bench reliability clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ test: install browser lint
 
 bench: install
 	$(PY) bench/ingest.py
+
+# kill -9 at every write step and at random, torn reads, two writers, injections, fuzzing, review-room keys
+# (the quick form runs inside `make test`, as tests/test_reliability.py)
+reliability: install browser
+	$(PY) bench/reliability.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
