@@ -24,7 +24,7 @@ import html
 import re
 import unicodedata
 
-from common.sentences import split_sentences
+from common.sentences import split_sentences, trim
 from common.text import fold
 
 REMOVED = "[instruction retirée]"
@@ -129,21 +129,13 @@ def _pieces(text: str, a: int, b: int) -> list[tuple[int, int, bool]]:
         out += [(at, x, False), (x, y, True)]
         at = y
     out.append((at, b, False))
-    return [(x, y, tag) for x, y, tag in ((*_trim(text, x, y), tag) for x, y, tag in out) if y > x]
+    return [(x, y, tag) for x, y, tag in ((*trim(text, x, y), tag) for x, y, tag in out) if y > x]
 
 
 def normalise_keeping_length(text: str) -> str:
     """Fullwidth angle brackets and invisible characters made plain, one character for one."""
     text = text.replace("＜", "<").replace("＞", ">")
     return "".join("\x00" if _INVISIBLE.match(ch) else ch for ch in text).replace("<\x00", "< ")
-
-
-def _trim(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

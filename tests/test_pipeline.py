@@ -99,3 +99,12 @@ def test_stream_sends_citations_then_deltas_then_the_answer(pipeline):
     assert "".join(e["data"]["text"] for e in events if e["event"] == "delta") == final["answer"]
     assert [c["chunk_id"] for c in events[0]["data"]] == [c["chunk_id"] for c in final["citations"]]
     assert final == {**pipeline.ask(final["question"]).to_dict(), "timings_ms": final["timings_ms"]}
+
+
+@pytest.mark.parametrize("question", ["\u200b\u200c", "\x00\x00", "\ufeff \u2060", "\u202e"])
+def test_a_question_of_only_invisible_characters_is_refused(tmp_path, question):
+    from common.errors import InputError
+
+    pipeline = fake_pipeline(tmp_path / "index")
+    with pytest.raises(InputError, match="only invisible characters"):
+        pipeline.ask(question)
