@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from common.citations import strip_marks
+from common.citations import cited_numbers, strip_marks
 from common.errors import InputError
 from common.injection import normalise
 from common.text import content_terms, detect_language
@@ -195,7 +195,9 @@ class Pipeline:
         turn.timings["total"] = _ms(turn.started)
         abstained = generation is None or generation.abstained or not generation.text.strip()
         highlights = generation.highlights if generation and not abstained else {}
-        citations = [Citation.of(n, hit, tuple(highlights.get(n, ()))) for n, hit in enumerate(turn.hits, 1)]
+        cited = set() if abstained else set(cited_numbers(generation.text))
+        citations = [Citation.of(n, hit, tuple(highlights.get(n, ())), n in cited)
+                     for n, hit in enumerate(turn.hits, 1)]
         best = evidence(turn.hits)
         notes = list(turn.notes) + (list(generation.notes) if generation else [
             f"best passage cosine {best:.3f} is below the abstention threshold {self.settings.abstain_threshold}"])

@@ -52,13 +52,17 @@ class Citation:
     end: int
     score: float
     highlights: tuple = ()  # (start, end) offsets inside ``text`` of the sentences the answer used
+    cited: bool = False  # the answer cites it ([n] in its text); the others were retrieved, not used
+    scores: dict = field(default_factory=dict, compare=False)  # dense cosine, BM25, fused, rerank
 
     @classmethod
-    def of(cls, n: int, hit: Hit, highlights: tuple = ()) -> Citation:
+    def of(cls, n: int, hit: Hit, highlights: tuple = (), cited: bool = False) -> Citation:
         """The citation numbered ``n`` for a hit."""
         c = hit.chunk
+        names = {"dense": "dense", "lexical": "bm25", "fused": "fused", "rerank": "rerank"}
+        scores = {names[k]: round(float(v), 4) for k, v in hit.scores.items() if k in names}
         return cls(n, c.id, c.article_id, c.title, c.date, c.url, c.text, c.start, c.end,
-                   round(hit.score, 4), tuple(highlights))
+                   round(hit.score, 4), tuple(highlights), cited, scores)
 
 
 @dataclass

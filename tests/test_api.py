@@ -73,6 +73,10 @@ def test_ask_returns_answer_citations_and_timings(api):
     assert {"embed", "search", "generate", "total"} <= set(body["timings_ms"])
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
     assert cited and cited <= {1, 2, 3}
+    assert {c["n"] for c in body["citations"] if c["cited"]} == cited, "cited passages are flagged"
+    for c in body["citations"]:
+        assert {"dense", "bm25", "fused"} <= set(c["scores"]) and c["scores"]["fused"] == c["score"]
+        assert -1 <= c["scores"]["dense"] <= 1
 
 
 def test_filters_restrict_the_passages(api):
@@ -99,7 +103,10 @@ def test_filters_restrict_the_passages(api):
     ({"question": "q", "history": [{"role": "user"}]}, 422, ["history.0.content: Field required"]),
     ({"question": "q", "history": "hello"}, 422, ["history"]),
     ({"question": "q", "filters": {"date_from": "24/06/2025"}}, 422, ["filters.date_from"]),
-    ({"question": "q", "filters": {"date_from": "2025-13-45"}}, 422, ["filters.date_from", "pattern"]),
+    ({"question": "q", "filters": {"date_from": "2025-13-45"}}, 422, ["filters.date_from: must be a date written "
+                                                                       "YYYY-MM-DD, e.g. 2025-06-24"]),
+    ({"question": "q", "filters": {"language": "FR"}}, 422, ["filters.language: must be a two-letter ISO 639-1"]),
+    ({"question": "q", "history": [{"role": "robot", "content": "x"}]}, 422, ["history.0.role: must be user or"]),
     ({"question": "q", "filters": {"date_to": "2025-02-30"}}, 422, ["filters.date_to", "does not exist"]),
     ({"question": "\u200b\u200c\u2060"}, 422, ["question: is empty (only spaces or invisible characters)"]),
     ({"question": "\u0000\u0000"}, 422, ["question: is empty"]),
@@ -110,6 +117,7 @@ def test_bad_input_is_a_4xx_that_says_what_to_fix(api, body, status, words):
     r = api.post("/ask", json=body)
     assert r.status_code == status, r.text
     error = r.json()["error"]
+    assert "should match pattern" not in error, "a pattern is said in words, not as a regular expression"
     for word in words:
         assert word in error
     assert r.json()["request_id"] == r.headers["x-request-id"]

@@ -44,6 +44,11 @@ def test_chat_completion_has_the_answer_and_its_sources(client):
     assert all(s["article_id"] == "openai-microsoft-partenariat" and s["text"] for s in sources)
     assert completion.model_extra["abstained"] is False
     assert completion.choices[0].finish_reason == "stop" and completion.model == "extractive"
+    assert {s["n"] for s in sources if s["cited"]} == cited, "each source says whether the answer cites it"
+    assert all({"dense", "bm25", "fused"} <= set(s["scores"]) for s in sources)
+    usage = completion.usage
+    assert usage.prompt_tokens > usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_streamed_chat_matches_the_whole_one(client):
@@ -56,6 +61,7 @@ def test_streamed_chat_matches_the_whole_one(client):
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
     assert [s["chunk_id"] for s in last.model_extra["sources"]] == [s["chunk_id"] for s in whole.model_extra["sources"]]
+    assert last.usage.completion_tokens == whole.usage.completion_tokens and last.usage.prompt_tokens > 0
 
 
 def test_history_and_content_parts_are_read(client):

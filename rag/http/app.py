@@ -30,7 +30,7 @@ from rag.http import ask, openai, routes
 from rag.http.auth import ForbiddenError, MissingKeyError, mark_optional_reads
 from rag.http.jobs import IngestJobs
 from rag.http.middleware import Edge, error_payload
-from rag.http.schemas import NOT_BLANK
+from rag.http.schemas import PATTERN_TEXT
 from rag.pipeline import Pipeline
 from rag.service import load_pipeline
 from rag.settings import Settings, get_settings
@@ -147,9 +147,8 @@ def _describe(errors: list[dict], body, limit: int = 5) -> str:
     parts = []
     for e in errors[:limit]:
         where = ".".join(str(p) for p in e["loc"][1:] if not _is_tag(p)) or "body"
-        blank = e.get("type") == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == NOT_BLANK
-        parts.append(f"{where}: " + ("is empty (only spaces or invisible characters); give it visible text"
-                                     if blank else e["msg"]))
+        pattern = e.get("ctx", {}).get("pattern") if e.get("type") == "string_pattern_mismatch" else None
+        parts.append(f"{where}: {PATTERN_TEXT.get(pattern, e['msg'])}")
     return "; ".join(parts) + (f" (and {len(errors) - limit} more)" if len(errors) > limit else "")
 
 

@@ -22,6 +22,7 @@ from rag.http.ask import ERROR_TEXTS, filters_of
 from rag.http.auth import require_read
 from rag.http.schemas import FiltersIn, OpenAIErrorOut, TopK
 from rag.http.sse import sse, sse_response
+from rag.prompt import tiktoken_counter
 from rag.types import AskRequest
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_read)],
@@ -85,13 +86,26 @@ def chat_completions(body: ChatIn, request: Request):
     ask = AskRequest(question, body.top_k, body.model, filters_of(body.filters), tuple(history), body.mode)
     head = {"id": f"chatcmpl-{request.state.request_id}", "created": int(time.time()), "model": body.model}
     if body.stream:
-        return sse_response(request, pipeline.ask_stream(ask), _Chunks(head).render, error_event=None)
+        chunks = _Chunks(head, lambda answer, content: usage(pipeline.settings, question, history, answer, content))
+        return sse_response(request, pipeline.ask_stream(ask), chunks.render, error_event=None)
     answer = pipeline.ask(ask).to_dict()
     request.state.timings_ms = answer["timings_ms"]
     message = {"role": "assistant", "content": answer["answer"] + sources_text(answer)}
     return JSONResponse({**head, "object": "chat.completion", "system_fingerprint": None,
                          "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+                         "usage": usage(pipeline.settings, question, history, answer, message["content"]),
                          **_extras(answer)})
+
+
+def usage(settings, question: str, history: list[dict], answer: dict, content: str) -> dict:
+    """OpenAI's token counts, with tiktoken (``RAG_TIKTOKEN_ENCODING``): the prompt is the question, the
+    conversation and the passages read; the completion is the content returned. A generative backend's
+    own tokenizer may count a little differently."""
+    count = tiktoken_counter(settings.tiktoken_encoding)
+    prompt = count(question) + sum(count(h["content"]) for h in history) + sum(
+        count(c["text"]) for c in answer["citations"])
+    completion = count(content)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _conversation(messages: list[Message]) -> tuple[str, list[dict]]:
@@ -127,8 +141,8 @@ def _extras(answer: dict) -> dict:
 class _Chunks:
     """Renders pipeline events as ``chat.completion.chunk`` events, then ``[DONE]``."""
 
-    def __init__(self, head: dict):
-        self.head = {**head, "object": "chat.completion.chunk"}
+    def __init__(self, head: dict, count=None):
+        self.head, self.count = {**head, "object": "chat.completion.chunk"}, count
 
     def chunk(self, delta: dict, finish: str | None = None, **extra) -> str:
         return sse(None, {**self.head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
@@ -144,5 +158,6 @@ class _Chunks:
             tail = sources_text(data)
             if tail:
                 yield self.chunk({"content": tail})
-            yield self.chunk({}, "stop", **_extras(data))
+            extra = {"usage": self.count(data, data["answer"] + tail)} if self.count else {}
+            yield self.chunk({}, "stop", **extra, **_extras(data))
             yield sse(None, "[DONE]")

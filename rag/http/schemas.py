@@ -33,6 +33,17 @@ def _escaped(code: int) -> str:
 
 # A character that is neither a space nor invisible: a question or an article must have one.
 NOT_BLANK = rf"[^\s{_invisible_ranges()}]"
+LANGUAGE = r"^[a-z]{2}$"
+ROLE = "^(user|assistant)$"
+# What each pattern means, said in words in a 422 (instead of the regular expression).
+PATTERN_TEXT = {
+    NOT_BLANK: "is empty (only spaces or invisible characters); give it visible text",
+    ISO_DATE: "must be a date written YYYY-MM-DD, e.g. 2025-06-24",
+    ISO_DATETIME: "must be an ISO 8601 date, YYYY-MM-DD (a time may follow, e.g. 2025-06-24T10:00Z)",
+    ARTICLE_ID: "must be letters, digits, '.', '_', ':' or '-' (at most 200), starting with a letter or digit",
+    LANGUAGE: "must be a two-letter ISO 639-1 code in lower case, such as fr or en",
+    ROLE: "must be user or assistant",
+}
 
 
 def _no_text_or_bool(value):
@@ -68,7 +79,7 @@ class FiltersIn(BaseModel):
     article_ids: list[str] | None = Field(None, max_length=1000, examples=[["openai-microsoft-partenariat"]])
     date_from: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-01-01"])
     date_to: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-12-31"])
-    language: str | None = Field(None, pattern=r"^[a-z]{2}$", examples=["fr"])
+    language: str | None = Field(None, pattern=LANGUAGE, examples=["fr"])
 
 
 class Turn(BaseModel):
@@ -76,7 +87,7 @@ class Turn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(..., pattern="^(user|assistant)$", description="`user` or `assistant`")
+    role: str = Field(..., pattern=ROLE, description="`user` or `assistant`")
     content: str = Field(..., max_length=20_000)
 
 
@@ -116,9 +127,15 @@ class CitationOut(BaseModel):
     text: str
     start: int = Field(..., description="Offset of the passage in the article's text")
     end: int
-    score: float
+    score: float = Field(..., description="The ranking score of the retrieval mode (hybrid: the fused score, "
+                         "min-max scaled, so the top passage is often 1.0); the components are in `scores`")
     highlights: list[list[int]] = Field(default_factory=list,
                                         description="(start, end) in `text` of the sentences used")
+    cited: bool = Field(False, description="The answer cites this passage ([n] in its text); false for passages "
+                        "retrieved but not used (and for all of them when the answer abstains)")
+    scores: dict[str, float] = Field(default_factory=dict, examples=[{"dense": 0.861, "bm25": 7.42, "fused": 1.0}],
+                                     description="Each score under its own name: `dense` (cosine of the question "
+                                     "and passage embeddings), `bm25`, `fused` (hybrid), `rerank`")
 
 
 class ReadingOut(BaseModel):
@@ -167,7 +184,7 @@ class ArticleIn(BaseModel):
     date: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATETIME, description="ISO 8601 date, YYYY-MM-DD")
     url: str | None = Field(None, max_length=2000)
     source: str | None = Field(None, max_length=1000)
-    language: str | None = Field(None, pattern=r"^[a-z]{2}$", description="ISO 639-1 code; detected when absent")
+    language: str | None = Field(None, pattern=LANGUAGE, description="ISO 639-1 code; detected when absent")
 
 
 class IngestOut(BaseModel):
