@@ -36,6 +36,7 @@ class _Turn:
     started: float
     notes: tuple[str, ...] = ()  # what was done before generation (a follow-up rewritten)
     vector: object = None  # the question's embedding
+    asked: str = ""  # the question as asked, when a follow-up was rewritten into ``question``
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Pipeline:
 
     def _retrieve(self, request: AskRequest) -> _Turn:
         question, history = self.check_question(request.question), request.history
+        asked = question
         state, chosen = self._state, self.backend(request.backend)
         started = time.perf_counter()
         standalone = self.guard.standalone(question, history, chosen)
@@ -149,7 +151,8 @@ class Pipeline:
                                      request.filters)
         timings["search"] = _ms(mark)
         return _Turn(question, detect_language(question, default="fr"), tuple(hits), chosen,
-                     tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector)
+                     tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector,
+                     asked=asked if asked != question else "")
 
     def _generate(self, turn: _Turn, on_delta=None) -> Generation | None:
         """The backend's answer, or None when the best evidence is below the abstention threshold."""
@@ -203,7 +206,7 @@ class Pipeline:
             f"best passage cosine {best:.3f} is below the abstention threshold {self.settings.abstain_threshold}"])
         fallback_from = generation.fallback_from if generation else ""
         return Answer(
-            question=turn.question,
+            question=turn.question, asked=turn.asked,
             answer=ABSTAIN_TEXT.get(turn.language, ABSTAIN_TEXT["en"]) if abstained else generation.text,
             citations=citations, abstained=abstained,
             backend=_answered_by(generation, turn.backend.name, self.settings.fallback_backend),

@@ -80,6 +80,7 @@ class Answer:
     backend: str
     model: str
     language: str = ""
+    asked: str = ""  # the question as asked, when it was a follow-up made standalone into ``question``
     timings_ms: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fallback_from: str = ""  # the generative backend that failed when ``backend`` answered in its place

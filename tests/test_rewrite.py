@@ -78,7 +78,13 @@ def test_pipeline_rewrites_before_retrieval(pipeline):
     history = [{"role": "user", "content": "Combien Google a-t-il investi dans OpenAI ?"},
                {"role": "assistant", "content": "Les articles ne le disent pas."}]
     answer = pipeline.ask("et Microsoft ?", history=history)
-    assert answer.question == "Combien Microsoft a-t-il investi dans OpenAI ?"
+    assert answer.question == "Combien Microsoft a-t-il investi dans OpenAI ?" and answer.asked == "et Microsoft ?"
+    import html
+
+    from ui.render import answer_html
+
+    shown = html.unescape(answer_html(answer.to_dict(), "a1", "fr"))
+    assert "Compris comme : Combien Microsoft a-t-il investi dans OpenAI ?" in shown, "the UI says how it understood"
     assert answer.notes[0].startswith("follow-up rewritten from the history: 'et Microsoft ?'")
     direct = pipeline.ask("Combien Microsoft a-t-il investi dans OpenAI ?")
     assert [c.chunk_id for c in answer.citations] == [c.chunk_id for c in direct.citations]
@@ -88,4 +94,4 @@ def test_pipeline_rewrites_before_retrieval(pipeline):
 def test_rewrite_off_keeps_the_question(pipeline):
     off = Pipeline(pipeline.settings.model_copy(update={"rewrite": "off"}), pipeline.embedder, pipeline.data)
     answer = off.ask("et Microsoft ?", history=[{"role": "user", "content": "Combien Google a-t-il investi ?"}])
-    assert answer.question == "et Microsoft ?"
+    assert answer.question == "et Microsoft ?" and answer.asked == ""

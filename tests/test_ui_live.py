@@ -100,7 +100,7 @@ def test_chat_answers_with_highlighted_cited_sources(page_in):
     assert "13 milliards" in answer.locator(".answer-text").inner_text()
     marks = answer.locator(".sources .source mark")
     assert marks.count() >= 1 and marks.first.inner_text().strip() in answer.locator(".answer-text").inner_text()
-    head = answer.locator(".source .source-head").first.inner_text()
+    head = answer.locator(".article-group .article-head").first.inner_text()
     assert "OpenAI et Microsoft" in head and "2025-06-24" in head
     link = answer.locator("a.cite").last
     target = link.get_attribute("data-target")
@@ -110,6 +110,9 @@ def test_chat_answers_with_highlighted_cited_sources(page_in):
     assert card.is_visible() and page.evaluate(
         "id => { const r = document.getElementById(id).getBoundingClientRect(); "
         "return r.top >= 0 && r.top < window.innerHeight; }", target), "the cited source is brought into view"
+    assert "##" not in answer.locator(".sources").inner_text(), "Markdown heading marks are not shown"
+    titles = answer.locator(".article-head .title").all_inner_texts()
+    assert len(titles) == len(set(titles)), "one title per article, above its passages"
     screenshot(page, "ui-chat.png")
 
 

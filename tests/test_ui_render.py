@@ -210,3 +210,15 @@ def test_editor_keys_must_be_name_and_key():
     with pytest.raises(ValueError, match="name:key"):
         Settings(editor_keys="alice")
     assert Settings(editor_keys="alice:a:b").editor_keys == [("alice", "a:b")]
+
+
+def test_passages_are_grouped_by_article_without_heading_marks():
+    text = "## Contexte\n\nMicrosoft a investi 13 milliards. Suite."
+    start = text.index("Microsoft")
+    done = answer("Microsoft a investi 13 milliards. [1] Autre. [2] Encore. [3]",
+                  [citation(1, text, [(start, start + 33)]), citation(2, "Autre."), citation(3, "Encore.")])
+    done["citations"][2]["article_id"] = "b"
+    html_text = sources_html(done, "k", "fr")
+    assert html_text.count('class="article-head"') == 2 and html_text.count('class="source"') == 3
+    assert "##" not in html_text and "Contexte" in html_text
+    assert "<mark>Microsoft a investi 13 milliards.</mark>" in html_text

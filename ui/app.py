@@ -18,11 +18,15 @@ CSS = """
 .rag-answer.abstained .answer-text { font-style: italic; color: #92400e; }
 .rag-answer.error .answer-text { color: #b91c1c; }
 .rag-answer .pending { color: #6b7280; }
+.rag-answer .understood { color: #6b7280; font-size: 0.85em; margin-bottom: 4px; }
 .rag-answer .sources-head { font-weight: 600; margin: 10px 0 4px; font-size: 0.9em; color: #374151; }
 .rag-answer .source { border: 1px solid #e5e7eb; border-radius: 6px; padding: 6px 10px; margin: 6px 0;
   background: #fafafa; color: #111827; scroll-margin: 12px; transition: box-shadow .3s; }
 .rag-answer .source.flash { box-shadow: 0 0 0 3px #f59e0b; }
 .rag-answer .source-head { font-weight: 600; margin-bottom: 4px; font-size: 0.92em; }
+.rag-answer .article-group { margin: 8px 0; }
+.rag-answer .article-head { font-weight: 600; font-size: 0.92em; color: #111827; margin: 4px 0 2px; }
+.rag-answer .article-head .date { color: #6b7280; font-weight: 400; font-size: 0.9em; }
 .rag-answer .source .num { color: #b45309; }
 .rag-answer .source .date, .rag-answer .source .score { color: #6b7280; font-weight: 400; font-size: 0.9em; }
 .rag-answer .passage { font-size: 0.9em; max-height: 11em; overflow-y: auto; }

@@ -22,7 +22,7 @@ LABELS: dict[str, dict[str, str]] = {
         "error_index": "The article index is not available", "error_backend": "The answer backend is not responding",
         "error_config": "The server is misconfigured", "error_model": "The embedding model could not be loaded",
         "error_unknown": "Something went wrong on the server; the details are in its log. Try again in a moment.",
-        "error_key": "Sign-in needed",
+        "error_key": "Sign-in needed", "understood": "Understood as:",
         "editor_key": "Editor key", "editor_key_hint": "needed to change the eval set",
         "key": "Key", "key_hint": "this server needs a key to answer",
         # review room
@@ -63,7 +63,7 @@ LABELS: dict[str, dict[str, str]] = {
         "error_config": "Le serveur est mal configuré", "error_model": "Le modèle d'embeddings n'a pas pu être chargé",
         "error_unknown": "Une erreur est survenue sur le serveur ; le détail est dans son journal. "
                          "Réessayez dans un instant.",
-        "error_key": "Connexion requise",
+        "error_key": "Connexion requise", "understood": "Compris comme :",
         "editor_key": "Clé d'éditeur", "editor_key_hint": "nécessaire pour modifier le jeu d'évaluation",
         "key": "Clé", "key_hint": "ce serveur demande une clé pour répondre",
         "review_intro": "Le jeu d'évaluation : choisissez une question pour voir la réponse du système, "

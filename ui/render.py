@@ -39,28 +39,57 @@ def cite_links(text: str, key: str) -> str:
     return "".join([*out, _text(text[at:])])
 
 
+_HEADING_MARK = re.compile(r"(?m)^[ \t]*#{1,6}[ \t]+")
+
+
 def highlighted(text: str, highlights) -> str:
-    """The passage, escaped, with the spans ``(start, end)`` wrapped in <mark>."""
+    """The passage, escaped, with the spans ``(start, end)`` wrapped in <mark>; Markdown heading marks
+    (``## ``) are left out of what is shown (the offsets stay those of the article's text)."""
+    hidden = [(m.start(), m.end()) for m in _HEADING_MARK.finditer(text)]
+
+    def shown(a: int, b: int) -> str:
+        kept, at = [], a
+        for x, y in hidden:
+            if y <= at or x >= b:
+                continue
+            kept.append(text[at:max(at, x)])
+            at = min(b, y)
+        return _text("".join([*kept, text[at:b]]))
+
     out, pos = [], 0
     for start, end in sorted(tuple(h) for h in highlights):
         if start < pos:
             continue
-        out += [_text(text[pos:start]), f"<mark>{_text(text[start:end])}</mark>"]
+        out += [shown(pos, start), f"<mark>{shown(start, end)}</mark>"]
         pos = end
-    out.append(_text(text[pos:]))
+    out.append(shown(pos, len(text)))
     return "".join(out)
 
 
-def source_card(citation: dict, key: str, language: str) -> str:
-    """One source: its number, the article title (linked when it has a URL), date and passage."""
+def article_head(citation: dict) -> str:
+    """An article's title (linked when it has a URL) and date, shown once above its passages."""
     title = _text(citation["title"] or citation["article_id"])
     if (citation.get("url") or "").startswith(("http://", "https://")):
         title = f'<a href="{html.escape(citation["url"], quote=True)}" target="_blank" rel="noopener">{title}</a>'
+    return (f'<div class="article-head"><span class="title">{title}</span> '
+            f'<span class="date">{_text(citation.get("date") or "")}</span></div>')
+
+
+def source_card(citation: dict, key: str, language: str) -> str:
+    """One passage: its number and text with the sentences used highlighted."""
     score = f'{t(language, "score")} {citation["score"]:.3f}'
     return (f'<div class="source" id="{key}-{citation["n"]}" title="{score}"><div class="source-head">'
-            f'<span class="num">[{citation["n"]}]</span> <span class="title">{title}</span> '
-            f'<span class="date">{_text(citation.get("date") or "")}</span></div>'
+            f'<span class="num">[{citation["n"]}]</span></div>'
             f'<div class="passage">{highlighted(citation["text"], citation.get("highlights") or ())}</div></div>')
+
+
+def grouped_cards(citations: list[dict], key: str, language: str) -> str:
+    """The passages grouped by article (in order of first appearance), each article's title once."""
+    groups: dict[str, list[dict]] = {}
+    for c in citations:
+        groups.setdefault(c["article_id"], []).append(c)
+    return "".join(f'<div class="article-group">{article_head(cs[0])}'
+                   f'{"".join(source_card(c, key, language) for c in cs)}</div>' for cs in groups.values())
 
 
 def sources_html(answer: dict, key: str, language: str) -> str:
@@ -73,15 +102,18 @@ def sources_html(answer: dict, key: str, language: str) -> str:
         heading, kind = t(language, "sources"), "sources"
     if not shown:
         return ""
-    cards = "".join(source_card(c, key, language) for c in shown)
-    return f'<div class="{kind}"><div class="sources-head">{_text(heading)}</div>{cards}</div>'
+    return (f'<div class="{kind}"><div class="sources-head">{_text(heading)}</div>'
+            f'{grouped_cards(shown, key, language)}</div>')
 
 
 def answer_html(answer: dict, key: str, language: str) -> str:
     """A whole chat message: the answer with its [n] links, then its sources and the reader's verdict."""
     kind = "abstained" if answer["abstained"] else "answered"
     meta = f'{_text(answer.get("backend", ""))} · {answer.get("timings_ms", {}).get("total", 0):.0f} ms'
-    return (f'<div class="rag-answer {kind}"><div class="answer-text">{cite_links(answer["answer"], key)}</div>'
+    understood = (f'<div class="understood">{_text(t(language, "understood"))} {_text(answer["question"])}</div>'
+                  if answer.get("asked") else "")
+    return (f'<div class="rag-answer {kind}">{understood}'
+            f'<div class="answer-text">{cite_links(answer["answer"], key)}</div>'
             f'{sources_html(answer, key, language)}<div class="answer-meta">{meta}{reading_html(answer, language)}'
             f'</div></div>')
 

@@ -152,7 +152,9 @@ class ReadingOut(BaseModel):
 class AskOut(BaseModel):
     """An answer with its numbered sources and step timings in milliseconds."""
 
-    question: str
+    question: str = Field(..., description="The question as it was answered: a follow-up made standalone")
+    asked: str = Field("", description="The question as asked, when `history` made it a follow-up that was "
+                       "rewritten into `question` (\"\" otherwise)")
     answer: str = Field(..., examples=["Microsoft a investi 13 milliards de dollars cumulés [1]"])
     abstained: bool = Field(..., description="True when the articles don't say; `answer` then says so")
     citations: list[CitationOut]
