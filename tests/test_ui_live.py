@@ -39,8 +39,8 @@ def eval_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(corpus_pipeline, eval_copy):
-    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy,
-                                                           "editor_keys": [("alice", EDITOR_KEY)]})
+    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy, "eval_runs_dir": eval_copy.parent
+                                                           / "runs", "editor_keys": [("alice", EDITOR_KEY)]})
     app = create_server_app(settings, load=lambda: corpus_pipeline)
     with live_server(app) as url:
         yield url
@@ -263,3 +263,22 @@ def test_review_room_events_called_directly_need_the_editor_key(base_url, eval_c
     after = len(EvalSet(eval_copy).items())
     assert (after == before + 1) is written, status
     assert status.startswith("✓" if written else "⚠"), status
+
+
+def test_a_whole_run_is_shown_after_a_reload_and_listed(page_in, eval_copy):
+    """The bug: after an eval run, a reload in an English browser showed "No run yet." and every row
+    "not run". Runs are saved on disk and every page load reads them."""
+    page = page_in("en-US")
+    page.get_by_role("tab", name="Review room").click()
+    page.fill("#editor-key input", EDITOR_KEY)
+    page.click("#run-all")
+    page.locator("#review-status", has_text="Eval run on").wait_for(timeout=180_000)
+    assert list((eval_copy.parent / "runs").glob("run-*.json")), "the run is saved"
+    page.reload()
+    page.get_by_role("tab", name="Review room").click()
+    page.locator("#run-summary .grid").wait_for()
+    assert "No run yet" not in page.inner_text("#run-summary")
+    states = page.locator("#eval-table [role=gridcell][data-col='6']").all_inner_texts()
+    assert states and "not run" not in [s.strip() for s in states]
+    page.click("#past-runs")
+    assert "alice" in page.input_value("#run-newer input")

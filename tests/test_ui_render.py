@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from common.citations import cited_numbers
-from common.errors import BackendError, IndexMissingError, InputError
+from common.errors import BackendError, IndexMissingError, InputError, NotFoundError
 from eval.dataset import EvalSet
 from rag.settings import Settings
 from tests.fakes import fake_pipeline
@@ -15,7 +15,7 @@ from ui.i18n import LABELS, pick
 from ui.messages import error_message
 from ui.render import answer_html, highlighted, sources_html
 from ui.review import Handlers
-from ui.review_data import ReviewRoom, example_questions, metrics_html, summary_html
+from ui.review_data import ReviewRoom, changes_html, example_questions, metrics_html, summary_html
 
 REPO_EVAL_SET = Path(__file__).resolve().parent.parent / "eval" / "items.jsonl"
 
@@ -222,3 +222,27 @@ def test_passages_are_grouped_by_article_without_heading_marks():
     assert html_text.count('class="article-head"') == 2 and html_text.count('class="source"') == 3
     assert "##" not in html_text and "Contexte" in html_text
     assert "<mark>Microsoft a investi 13 milliards.</mark>" in html_text
+
+
+def test_whole_runs_are_saved_survive_a_restart_and_compare(tmp_path):
+    shutil.copy(REPO_EVAL_SET, tmp_path / "items.jsonl")
+    pipeline = fake_pipeline(tmp_path / "index")
+    room = ReviewRoom(tmp_path / "items.jsonl", lambda: pipeline, tmp_path / "runs")
+    items = room.evalset.items()
+    room.run(items, by="alice")
+    first = room.runs()
+    assert len(first) == 1 and first[0]["by"] == "alice" and first[0]["backend"] == "extractive"
+    room.evalset.update(items[0].id, expected_answer="une réponse que rien ne donne")
+    import time as _time
+
+    _time.sleep(1.1)  # run names are stamped to the second
+    room.run(room.evalset.items())
+    restarted = ReviewRoom(tmp_path / "items.jsonl", lambda: pipeline, tmp_path / "runs")
+    assert [r["name"] for r in restarted.runs()] == [r["name"] for r in room.runs()] and len(restarted.runs()) == 2
+    assert restarted.summary["items"] == len(items) and restarted.result(items[0].id) is not None
+    newer, older = (r["name"] for r in restarted.runs())
+    comparison = restarted.compare(newer, older)
+    assert [c["item_id"] for c in comparison["items"]] == [items[0].id]
+    assert items[0].id in changes_html(comparison, "en")
+    with pytest.raises(NotFoundError):
+        restarted.load_run("../../etc/passwd")

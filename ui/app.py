@@ -84,6 +84,8 @@ def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", setti
                    (review_tab, lambda L: gr.update(label=t(L, "tab_review"))), *chat.relabel, *review.relabel]
         switch.change(lambda L: [update(pick(L)) for _, update in relabel], switch,
                       [component for component, _ in relabel], api_visibility="private")
+        # Each page load shows the review room as the server has it now (a run made since start, say).
+        ui.load(review.refresh, review.refresh_inputs, review.refresh_outputs, api_visibility="private")
         if language == "auto":
             ui.load(None, None, switch, js=BROWSER_LANGUAGE_JS, api_visibility="private")
     return ui

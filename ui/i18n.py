@@ -23,6 +23,9 @@ LABELS: dict[str, dict[str, str]] = {
         "error_config": "The server is misconfigured", "error_model": "The embedding model could not be loaded",
         "error_unknown": "Something went wrong on the server; the details are in its log. Try again in a moment.",
         "error_key": "Sign-in needed", "understood": "Understood as:",
+        "past_runs": "Past runs", "run_a": "Run", "run_b": "Compared with", "compare": "Compare",
+        "no_change": "No item changed between these runs.", "better": "better", "worse": "worse",
+        "pick_two_runs": "Pick two saved runs to compare.",
         "editor_key": "Editor key", "editor_key_hint": "needed to change the eval set",
         "key": "Key", "key_hint": "this server needs a key to answer",
         # review room
@@ -64,6 +67,9 @@ LABELS: dict[str, dict[str, str]] = {
         "error_unknown": "Une erreur est survenue sur le serveur ; le détail est dans son journal. "
                          "Réessayez dans un instant.",
         "error_key": "Connexion requise", "understood": "Compris comme :",
+        "past_runs": "Évaluations passées", "run_a": "Évaluation", "run_b": "Comparée à", "compare": "Comparer",
+        "no_change": "Aucune question n'a changé entre ces évaluations.", "better": "meilleures",
+        "worse": "moins bonnes", "pick_two_runs": "Choisissez deux évaluations enregistrées à comparer.",
         "editor_key": "Clé d'éditeur", "editor_key_hint": "nécessaire pour modifier le jeu d'évaluation",
         "key": "Clé", "key_hint": "ce serveur demande une clé pour répondre",
         "review_intro": "Le jeu d'évaluation : choisissez une question pour voir la réponse du système, "

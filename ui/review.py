@@ -27,12 +27,14 @@ from ui.messages import error_message
 from ui.review_data import (
     ALL,
     ReviewRoom,
+    changes_html,
     current_answer_html,
     example_questions,
     filter_choices,
     headers,
     history_markdown,
     metrics_html,
+    runs_choices,
     summary_html,
     verdict_choices,
 )
@@ -47,6 +49,9 @@ class ReviewTab:
 
     room: ReviewRoom
     relabel: Relabel
+    refresh: Callable  # (language, tag, verdict, run) -> what a page load shows
+    refresh_inputs: list
+    refresh_outputs: list
 
 
 def guarded(outputs: int):
@@ -143,7 +148,7 @@ class Handlers:
     def run_all(self, language, by, item_id, backend, tag, verdict, run, progress=gr.Progress()):
         """Run the eval on the whole set; show the summary and refresh the selected item."""
         items = self.room.evalset.items()
-        self.room.run(items, backend, progress=lambda i, n: progress((i, n), desc=t(language, "running")))
+        self.room.run(items, backend, progress=lambda i, n: progress((i, n), desc=t(language, "running")), by=by)
         result = self.room.result(item_id) if item_id else None
         keep = gr.update()
         return (done(f"{t(language, 'ran')} {len(items)} {t(language, 'items')}"),
@@ -160,6 +165,22 @@ class Handlers:
                                               tuple(x.strip() for x in (tags or "").split(",") if x.strip())))
         return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run),
                 gr.update(choices=filter_choices(language, self.room.tags())["tag"]), "", "", "", "")
+
+    def loaded(self, language, tag, verdict, run):
+        """What a page (re)load shows: the last run's summary, the table and the saved runs, from the server
+        as it is now, not as it was when the page was built."""
+        choices = runs_choices(self.room, language)
+        first = choices[0][1] if choices else None
+        second = choices[1][1] if len(choices) > 1 else None
+        return (summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
+                gr.update(choices=choices, value=first), gr.update(choices=choices, value=second))
+
+    @guarded(outputs=2)
+    def compare(self, language, newer, older):
+        """The per-item changes from the run ``older`` to the run ``newer``."""
+        if not newer or not older:
+            return t(language, "pick_two_runs"), gr.update()
+        return "", changes_html(self.room.compare(newer, older), language)
 
     @staticmethod
     def from_chat(turns: list[dict]):
@@ -185,6 +206,7 @@ class View:
     result: dict  # answer_label, answer, metrics_label, metrics, run_item
     run_all: gr.Button
     summary: gr.HTML
+    history: dict  # accordion, newer, older, compare, changes
     adder: dict  # accordion, from_chat, question, expected, evidence, answerable, language, tags, add
 
 
@@ -202,6 +224,16 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
         refresh = gr.Button(t(lang, "refresh"), elem_id="refresh", scale=1, size="sm")
         run_all = gr.Button(t(lang, "run_all"), elem_id="run-all", scale=1, size="sm")
     summary = gr.HTML(summary_html(room.summary, lang), elem_id="run-summary")
+    with gr.Accordion(t(lang, "past_runs"), open=False, elem_id="past-runs") as accordion:
+        choices = runs_choices(room, lang)
+        with gr.Row(equal_height=True):
+            history = {"accordion": accordion,
+                       "newer": gr.Dropdown(choices, value=choices[0][1] if choices else None, label=t(lang, "run_a"),
+                                            elem_id="run-newer", scale=3),
+                       "older": gr.Dropdown(choices, value=choices[1][1] if len(choices) > 1 else None,
+                                            label=t(lang, "run_b"), elem_id="run-older", scale=3),
+                       "compare": gr.Button(t(lang, "compare"), elem_id="compare-runs", scale=1, size="sm")}
+        history["changes"] = gr.HTML("", elem_id="run-changes")
     grid = gr.Dataframe(handlers.table(lang, ALL, ALL, ALL), interactive=False, wrap=True, max_height=330,
                         elem_id="eval-table", column_widths=["8%", "44%", "7%", "15%", "9%", "9%", "8%"])
     with gr.Row():
@@ -213,7 +245,8 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
                       "metrics_label": gr.Markdown(f"**{t(lang, 'metrics')}**"),
                       "metrics": gr.HTML("", elem_id="item-metrics"),
                       "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
-    return View(intro, key, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, _adder(lang))
+    return View(intro, key, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, history,
+                _adder(lang))
 
 
 def _item_panel(lang: str) -> dict:
@@ -258,8 +291,11 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
     r["run_item"].click(h.run_item, [language, v.key, v.selected, backend, *filters],
                         [v.status, r["answer"], r["metrics"], v.grid], **PRIVATE)
     v.run_all.click(h.run_all, [language, v.key, v.selected, backend, *filters],
-                    [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE)
+                    [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE).then(
+        h.loaded, [language, *filters], [v.summary, v.grid, v.history["newer"], v.history["older"]], **PRIVATE)
     a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
+    hist = v.history
+    hist["compare"].click(h.compare, [language, hist["newer"], hist["older"]], [v.status, hist["changes"]], **PRIVATE)
     a["add"].click(h.add,
                    [language, v.key,
                     *[a[k] for k in ("question", "expected", "evidence", "answerable", "language", "tags")], *filters],
@@ -289,6 +325,8 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (r["answer_label"], value("current", "**{}**")), (r["metrics_label"], value("metrics", "**{}**")),
             (r["run_item"], value("run_item")), (v.run_all, value("run_all")),
             (v.summary, lambda L: gr.update(value=summary_html(room.summary, L))),
+            (v.history["accordion"], label("past_runs")), (v.history["newer"], label("run_a")),
+            (v.history["older"], label("run_b")), (v.history["compare"], value("compare")),
             (a["accordion"], label("new_item")), (a["from_chat"], value("from_chat")),
             (a["question"], label("question")),
             (a["expected"], label("expected")), (a["evidence"], label("evidence")),
@@ -299,8 +337,10 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
 def build_review_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, eval_path: Path | None,
                      language: gr.Radio, turns: gr.State, backend: gr.Dropdown) -> ReviewTab:
     """The review room over the eval set at ``eval_path``; call inside a ``gr.Tab``."""
-    room = ReviewRoom(eval_path, get_pipeline)
+    room = ReviewRoom(eval_path, get_pipeline, settings.eval_runs_dir)
     handlers = Handlers(room, settings)
     view = _layout(room, handlers, language.value)
     _wire(view, handlers, language, turns, backend)
-    return ReviewTab(room, _relabel(view, room))
+    hist = view.history
+    return ReviewTab(room, _relabel(view, room), handlers.loaded, [language, *view.filters],
+                     [view.summary, view.grid, hist["newer"], hist["older"]])

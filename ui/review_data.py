@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import html
+import json
+import os
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,13 +27,68 @@ FALLBACK_EXAMPLES = [
 
 
 class ReviewRoom:
-    """The eval set an editor works on, and the results of the last eval runs (kept in memory)."""
+    """The eval set an editor works on, and its eval runs.
 
-    def __init__(self, eval_path: Path | str | None, get_pipeline: Callable[[], Pipeline]):
+    Whole-set runs are written to ``runs_dir`` (one JSON each, the shape ``rag eval answers`` writes and
+    ``--baseline`` reads), so they survive a restart: the latest is loaded at start, past ones are listed
+    and any two can be compared item by item. A one-item run updates what is shown, in memory."""
+
+    def __init__(self, eval_path: Path | str | None, get_pipeline: Callable[[], Pipeline],
+                 runs_dir: Path | str | None = None):
         self.evalset, self.get_pipeline = EvalSet(eval_path), get_pipeline
+        self.runs_dir = Path(runs_dir) if runs_dir else None
         self._results: dict[str, dict] = {}
         self._summary: dict = {}
         self._lock = threading.Lock()
+        runs = self.runs()
+        if runs:
+            latest = self.load_run(runs[0]["name"])
+            self._results = {r["item_id"]: r for r in latest.get("results", [])}
+            self._summary = {**latest.get("summary", {}), "meta": latest.get("meta", {})}
+
+    def runs(self) -> list[dict]:
+        """Past whole-set runs, newest first: name, when, backend, pass rate."""
+        if not self.runs_dir or not self.runs_dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.runs_dir.glob("run-*.json"), reverse=True):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue  # a damaged file is skipped, not fatal
+            meta = data.get("meta", {})
+            out.append({"name": path.stem, "at": meta.get("at", ""), "backend": meta.get("backend", ""),
+                        "by": meta.get("by", ""), "pass_rate": data.get("summary", {}).get("pass_rate")})
+        return out
+
+    def load_run(self, name: str) -> dict:
+        """One saved run (``EvalRun.to_dict()``) by its name."""
+        from common.errors import NotFoundError
+
+        path = (self.runs_dir or Path(".")) / f"{name}.json"
+        if not re.fullmatch(r"run-[0-9TZ-]+-[a-z0-9_-]+", name) or not path.is_file():
+            raise NotFoundError(f"no saved eval run {name!r}; the list shows the saved ones")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def compare(self, newer: str, older: str) -> dict:
+        """Per-item changes from run ``older`` to run ``newer`` (what ``rag eval answers --baseline`` says)."""
+        from eval.gate import compare_runs
+
+        return compare_runs(self.load_run(newer), self.load_run(older))
+
+    def _save(self, run: EvalRun, by: str) -> str:
+        """Write a whole-set run atomically; returns its name."""
+        if not self.runs_dir:
+            return ""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        at = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+        data = run.to_dict()
+        data["meta"] = {**data["meta"], "at": at, "by": by}
+        name = f"run-{at}-{re.sub(r'[^a-z0-9_-]', '-', str(data['meta'].get('backend', 'default')).lower())}"
+        tmp = self.runs_dir / f".{name}.json.tmp"
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, self.runs_dir / f"{name}.json")
+        return name
 
     def result(self, item_id: str) -> dict | None:
         """The last run's result for an item (``ItemResult.to_dict()``), if it was run."""
@@ -42,14 +101,16 @@ class ReviewRoom:
         with self._lock:
             return dict(self._summary)
 
-    def run(self, items: list[EvalItem], backend: str | None = None, progress=None) -> EvalRun:
-        """Run the eval on ``items`` and keep each result; a whole-set run also keeps the summary."""
+    def run(self, items: list[EvalItem], backend: str | None = None, progress=None, by: str = "") -> EvalRun:
+        """Run the eval on ``items`` and keep each result; a whole-set run also keeps the summary and is
+        saved to ``runs_dir``."""
         run = run_eval(self.get_pipeline(), items, backend=backend or None, progress=progress)
         whole = {i.id for i in items} >= {i.id for i in self.evalset.items()}
+        name = self._save(run, by) if whole else ""
         with self._lock:
             self._results.update({r.item_id: r.to_dict() for r in run.results})
             if whole:
-                self._summary = {**run.summary, "meta": dict(run.meta)}
+                self._summary = {**run.summary, "meta": {**run.meta, **({"run": name} if name else {})}}
         return run
 
     def run_state(self, item_id: str) -> str:
@@ -142,6 +203,29 @@ def summary_html(summary: dict, language: str) -> str:
                     for k, v in summary.items() if k != "meta")
     return (f'<div class="run-summary"><div class="head">{html.escape(t(language, "summary"))}</div>'
             f'<div class="meta">{what}</div><div class="grid">{cells}</div></div>')
+
+
+def runs_choices(room: ReviewRoom, language: str) -> list[tuple[str, str]]:
+    """(label, name) of the saved runs, newest first."""
+    def label(r):
+        rate = f" · {t(language, 'pass')} {r['pass_rate']:.2f}" if isinstance(r["pass_rate"], (int, float)) else ""
+        return f"{r['at']} · {r['backend']}{rate}" + (f" · {r['by']}" if r["by"] else "")
+    return [(label(r), r["name"]) for r in room.runs()]
+
+
+def changes_html(comparison: dict, language: str) -> str:
+    """The items whose result changed between two runs, with the metric deltas."""
+    if not comparison["items"] and not comparison["new"] and not comparison["gone"]:
+        return f'<div class="run-changes empty">{html.escape(t(language, "no_change"))}</div>'
+    rows = "".join(
+        f'<tr class="{c["verdict"]}"><td>{html.escape(c["item_id"])}</td><td>{html.escape(c["question"])}</td>'
+        f'<td>{html.escape(t(language, "pass" if c["was_ok"] else "fail"))} → '
+        f'{html.escape(t(language, "pass" if c["ok"] else "fail"))}</td>'
+        f'<td>{html.escape(", ".join(f"{m} {d:+.3f}" for m, d in c["deltas"].items()))}</td></tr>'
+        for c in comparison["items"])
+    head = (f'<div class="head">{comparison["better"]} {html.escape(t(language, "better"))}, {comparison["worse"]} '
+            f'{html.escape(t(language, "worse"))}</div>')
+    return f'<div class="run-changes">{head}<table>{rows}</table></div>'
 
 
 def example_questions(eval_path: Path | str | None, per_language: int = 3) -> list[str]:
