@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    feedback_file: Path = Field(PROJECT_ROOT / "var" / "feedback.jsonl", description="Readers' 👍/👎 on answers "
+                                "(JSON Lines), shown in the review room as candidate items")
     eval_runs_dir: Path = Field(PROJECT_ROOT / "var" / "eval-runs", description="Where the review room keeps its "
                                 "whole-set eval runs (one JSON each, as `rag eval answers` writes)")
     eval_set: Path = Field(PROJECT_ROOT / "eval" / "items.jsonl", description="Eval set (JSON Lines) the review room "

@@ -39,8 +39,9 @@ def eval_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(corpus_pipeline, eval_copy):
-    settings = corpus_pipeline.settings.model_copy(update={"eval_set": eval_copy, "eval_runs_dir": eval_copy.parent
-                                                           / "runs", "editor_keys": [("alice", EDITOR_KEY)]})
+    settings = corpus_pipeline.settings.model_copy(update={
+        "eval_set": eval_copy, "eval_runs_dir": eval_copy.parent / "runs",
+        "feedback_file": eval_copy.parent / "feedback.jsonl", "editor_keys": [("alice", EDITOR_KEY)]})
     app = create_server_app(settings, load=lambda: corpus_pipeline)
     with live_server(app) as url:
         yield url
@@ -282,3 +283,30 @@ def test_a_whole_run_is_shown_after_a_reload_and_listed(page_in, eval_copy):
     assert states and "not run" not in [s.strip() for s in states]
     page.click("#past-runs")
     assert "alice" in page.input_value("#run-newer input")
+
+
+def test_a_readers_thumbs_down_reaches_the_review_room(page_in, eval_copy):
+    from eval.feedback import FeedbackStore
+
+    store = FeedbackStore(eval_copy.parent / "feedback.jsonl")
+    before = len(store.items())
+    page = page_in("en-US")
+    ask(page, QUESTION)
+    page.locator("#chat button[aria-label='Dislike']").last.click()
+    deadline = __import__("time").monotonic() + 30
+    while len(store.items()) == before and __import__("time").monotonic() < deadline:
+        page.wait_for_timeout(100)
+    newest = store.items()[0]
+    assert (newest.rating, newest.question) == ("down", QUESTION) and "13 milliards" in newest.answer
+    page.locator("#chat button[aria-label='Feedback']").last.click()
+    page.locator("#chat .extra-feedback-option", has_text="Wrong source").click()
+    while len(store.items()) < before + 2 and __import__("time").monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert store.items()[0].reason == "Wrong source"
+    page.get_by_role("tab", name="Review room").click()
+    page.click("#refresh")
+    page.click("#reader-feedback")
+    cell = page.locator("#feedback-table [role=gridcell]", has_text=QUESTION).first
+    cell.wait_for()
+    cell.click()
+    page.wait_for_function("q => document.querySelector('#new-question textarea')?.value === q", arg=QUESTION)

@@ -100,11 +100,32 @@ def test_chat_streams_then_shows_sources_and_keeps_the_conversation():
     steps = list(respond("Première ?", [], [], "fr", "extractive", 5, "hybrid"))
     assert "Recherche dans les articles" in steps[0][0][-1]["content"]
     assert any("Réponse. " in s[0][-1]["content"] and "streaming" in s[0][-1]["content"] for s in steps)
-    chat, box, turns = steps[-1]
+    chat, box, turns, answers = steps[-1]
     assert "<mark>Réponse.</mark>" in chat[-1]["content"] and box == ""
     assert turns == [{"role": "user", "content": "Première ?"}, {"role": "assistant", "content": "Réponse. [1]"}]
     list(respond("Et ensuite ?", chat, turns, "fr", "extractive", 5, "hybrid"))
     assert fake.histories[-1] == turns, "a follow-up question is asked with the conversation so far"
+    assert answers == {"1": {"question": "Première ?", "answer": "Réponse. [1]", "backend": "extractive",
+                             "language": "fr", "cited": []}}, "what a 👍/👎 on message 1 is about"
+
+
+def test_feedback_on_an_answer_is_stored_for_the_editors(tmp_path):
+    import gradio as gr
+
+    from eval.feedback import FeedbackStore
+    from ui.chat import make_feedback
+
+    settings = Settings(feedback_file=tmp_path / "feedback.jsonl")
+    handler = make_feedback(settings)
+    about = {"1": {"question": "Qui a fondé Mistral AI ?", "answer": "Une phrase hors sujet. [1]",
+                   "backend": "extractive", "language": "fr", "cited": ["a#1"]}}
+    handler(about, "fr", gr.LikeData(None, {"index": 1, "value": "x", "liked": False}))
+    handler(about, "fr", gr.LikeData(None, {"index": 1, "value": "x", "liked": "Wrong source"}))
+    handler(about, "fr", gr.LikeData(None, {"index": 1, "value": "x", "liked": True}))
+    handler(about, "fr", gr.LikeData(None, {"index": 3, "value": "x", "liked": False}))  # no such answer: ignored
+    store = FeedbackStore(settings.feedback_file)
+    assert [(f.rating, f.reason) for f in store.items()] == [("up", ""), ("down", "Wrong source"), ("down", "")]
+    assert store.items("down")[0].question == "Qui a fondé Mistral AI ?" and store.items("down")[0].cited == ("a#1",)
 
 
 def test_chat_shows_an_error_instead_of_a_stack_trace():
@@ -116,7 +137,7 @@ def test_chat_shows_an_error_instead_of_a_stack_trace():
         def ask_stream(self, question, **options):
             return broken()
 
-    chat, _, turns = list(make_respond(lambda: Broken(), Settings())("Q ?", [], [], "en", "", 5, "dense"))[-1]
+    chat, _, turns, _ = list(make_respond(lambda: Broken(), Settings())("Q ?", [], [], "en", "", 5, "dense"))[-1]
     assert "rag-answer error" in chat[-1]["content"] and "rag index corpus/" in chat[-1]["content"]
     assert turns == []
 
@@ -126,10 +147,10 @@ def test_chat_needs_a_key_when_reads_do():
     settings = Settings(read_requires_key=True, api_keys=["reader-key"])
     respond = make_respond(lambda: fake, settings)
     for key, expected in (("", "needs an API key"), ("wrong", "not valid")):
-        chat, box, turns = list(respond("Q ?", [], [], "en", "", 5, "dense", key))[-1]
+        chat, box, turns, _ = list(respond("Q ?", [], [], "en", "", 5, "dense", key))[-1]
         assert expected in chat[-1]["content"] and "Sign-in needed" in chat[-1]["content"]
         assert box == "Q ?" and turns == [] and fake.histories == [], "the pipeline is not asked"
-    chat, _, turns = list(respond("Q ?", [], [], "en", "", 5, "dense", "reader-key"))[-1]
+    chat, _, turns, _ = list(respond("Q ?", [], [], "en", "", 5, "dense", "reader-key"))[-1]
     assert len(turns) == 2 and len(fake.histories) == 1
     assert list(make_respond(lambda: fake, Settings())("Q ?", [], [], "en", "", 5, "dense"))[-1][2], \
         "without RAG_READ_REQUIRES_KEY readers need no key"

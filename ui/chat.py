@@ -17,6 +17,9 @@ from ui.render import answer_html, error_html, literal, streaming_html
 
 Relabel = list[tuple[gr.components.Component, Callable[[str], dict]]]
 HISTORY_TURNS = 6  # earlier messages passed to the pipeline with a follow-up question
+# 👍 and 👎, then reasons offered in the message's menu (each a 👎 with that reason).
+FEEDBACK = ("Like", "Dislike", "Wrong answer", "Wrong source", "Should have said the articles don't say",
+            "The articles do say")
 
 
 @dataclass(frozen=True)
@@ -56,24 +59,50 @@ def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
     With RAG_READ_REQUIRES_KEY the reader's key (an API key) is checked here, on the server."""
 
     def respond(question: str, chat: list[dict], turns: list[dict], language: str, backend: str,
-                top_k: float, mode: str, key: str = ""):
+                top_k: float, mode: str, key: str = "", answers: dict | None = None):
         chat, turns, question = list(chat or []), list(turns or []), (question or "").strip()
+        answers = dict(answers or {})
         if not question:
-            yield chat, "", turns
+            yield chat, "", turns, answers
             return
         chat.append({"role": "user", "content": literal(question)})
         try:
             check_key(settings, key, write=False, how="type an API key in the “Key” field")
         except Exception as exc:  # noqa: BLE001 -- shown as the answer, like every chat error
-            yield [*chat, {"role": "assistant", "content": error_html(error_message(exc, language))}], question, turns
+            yield ([*chat, {"role": "assistant", "content": error_html(error_message(exc, language))}], question, turns,
+                   answers)
             return
         options = {"backend": backend or None, "top_k": int(top_k) if top_k else None, "mode": mode or None}
         for message, answer in answer_stream(get_pipeline, question, turns, language, options):
             if answer is not None:
                 turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer["answer"]}]
-            yield [*chat, {"role": "assistant", "content": message}], "", turns
+                answers[str(len(chat))] = {  # what a 👍/👎 on this message is about
+                    "question": question, "answer": answer["answer"], "backend": answer.get("backend", ""),
+                    "language": answer.get("language", ""),
+                    "cited": [c["chunk_id"] for c in answer["citations"] if c.get("cited")]}
+            yield [*chat, {"role": "assistant", "content": message}], "", turns, answers
 
     return respond
+
+
+def make_feedback(settings: Settings):
+    """The chat's like handler: the reader's 👍/👎 (or a reason, a 👎) on an answer, stored for editors."""
+    from eval.feedback import Feedback, FeedbackStore
+
+    store = FeedbackStore(settings.feedback_file)
+
+    def feedback(answers: dict, language: str, data: gr.LikeData):
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        about = (answers or {}).get(str(index))
+        if about is None or data.liked in ("", None):
+            return
+        rating = "up" if data.liked is True or data.liked == "Like" else "down"
+        reason = data.liked if isinstance(data.liked, str) and data.liked not in ("Like", "Dislike") else ""
+        store.add(Feedback(rating, about["question"], about["answer"], reason, about["backend"],
+                           about["language"], tuple(about["cited"])))
+        gr.Info(t(language, "thanks"), duration=3)
+
+    return feedback
 
 
 def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, language: gr.Radio,
@@ -82,7 +111,7 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
     lang = language.value
     intro = gr.Markdown(t(lang, "intro"), elem_id="chat-intro")
     chatbot = gr.Chatbot(show_label=False, height=520, elem_id="chat", sanitize_html=False,
-                         latex_delimiters=[], feedback_options=None, buttons=["copy"], layout="bubble")
+                         latex_delimiters=[], feedback_options=FEEDBACK, buttons=["copy"], layout="bubble")
     with gr.Row(equal_height=True):
         box = gr.Textbox(placeholder=t(lang, "placeholder"), show_label=False, scale=6, elem_id="question",
                          autofocus=True, max_lines=4)
@@ -99,13 +128,16 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
     key = gr.Textbox("", label=t(lang, "key"), type="password", placeholder=t(lang, "key_hint"), max_lines=1,
                      elem_id="reader-key", visible=settings.read_requires_key)
 
-    inputs = [box, chatbot, turns, language, backend, top_k, mode, key]
+    answers = gr.State({})
+    inputs = [box, chatbot, turns, language, backend, top_k, mode, key, answers]
+    outputs = [chatbot, box, turns, answers]
     respond = make_respond(get_pipeline, settings)
-    send.click(respond, inputs, [chatbot, box, turns], api_name="chat")
-    box.submit(respond, inputs, [chatbot, box, turns], api_visibility="private")
+    send.click(respond, inputs, outputs, api_name="chat")
+    box.submit(respond, inputs, outputs, api_visibility="private")
     samples.click(lambda sample: sample[0], samples, box, api_visibility="private").then(
-        respond, inputs, [chatbot, box, turns], api_visibility="private")
-    reset.click(lambda: ([], "", []), None, [chatbot, box, turns], api_visibility="private")
+        respond, inputs, outputs, api_visibility="private")
+    reset.click(lambda: ([], "", [], {}), None, outputs, api_visibility="private")
+    chatbot.like(make_feedback(settings), [answers, language], None, api_visibility="private")
     relabel: Relabel = [
         (intro, lambda L: gr.update(value=t(L, "intro"))), (box, lambda L: gr.update(placeholder=t(L, "placeholder"))),
         (send, lambda L: gr.update(value=t(L, "send"))), (reset, lambda L: gr.update(value=t(L, "reset"))),

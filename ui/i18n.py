@@ -22,7 +22,8 @@ LABELS: dict[str, dict[str, str]] = {
         "error_index": "The article index is not available", "error_backend": "The answer backend is not responding",
         "error_config": "The server is misconfigured", "error_model": "The embedding model could not be loaded",
         "error_unknown": "Something went wrong on the server; the details are in its log. Try again in a moment.",
-        "error_key": "Sign-in needed", "understood": "Understood as:",
+        "error_key": "Sign-in needed", "understood": "Understood as:", "thanks": "Thank you: the editors will see it.",
+        "feedback": "Readers' feedback (👎)", "c_at": "when", "c_reason": "reason", "c_answer": "answer",
         "past_runs": "Past runs", "run_a": "Run", "run_b": "Compared with", "compare": "Compare",
         "no_change": "No item changed between these runs.", "better": "better", "worse": "worse",
         "pick_two_runs": "Pick two saved runs to compare.",
@@ -67,6 +68,8 @@ LABELS: dict[str, dict[str, str]] = {
         "error_unknown": "Une erreur est survenue sur le serveur ; le détail est dans son journal. "
                          "Réessayez dans un instant.",
         "error_key": "Connexion requise", "understood": "Compris comme :",
+        "thanks": "Merci : les éditeurs le verront.", "feedback": "Avis des lecteurs (👎)", "c_at": "quand",
+        "c_reason": "raison", "c_answer": "réponse",
         "past_runs": "Évaluations passées", "run_a": "Évaluation", "run_b": "Comparée à", "compare": "Comparer",
         "no_change": "Aucune question n'a changé entre ces évaluations.", "better": "meilleures",
         "worse": "moins bonnes", "pick_two_runs": "Choisissez deux évaluations enregistrées à comparer.",

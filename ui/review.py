@@ -87,7 +87,10 @@ class Handlers:
     """The review room's event handlers. Each takes the language first and returns the status line first."""
 
     def __init__(self, room: ReviewRoom, settings: Settings):
+        from eval.feedback import FeedbackStore
+
         self.room, self.settings = room, settings
+        self.feedback = FeedbackStore(settings.feedback_file)
 
     def table(self, language: str, tag: str, verdict: str, run: str) -> pd.DataFrame:
         """The filtered eval set as the table's value."""
@@ -166,6 +169,19 @@ class Handlers:
         return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run),
                 gr.update(choices=filter_choices(language, self.room.tags())["tag"]), "", "", "", "")
 
+    def feedback_table(self, language: str) -> pd.DataFrame:
+        """The readers' 👎, newest first: candidate items for the eval set."""
+        rows = [[f.at, f.reason or "👎", f.question, f.answer[:300]] for f in self.feedback.items("down")[:100]]
+        return pd.DataFrame(rows, columns=[t(language, k) for k in ("c_at", "c_reason", "c_question", "c_answer")])
+
+    @staticmethod
+    def feedback_pick(evt: gr.SelectData):
+        """A 👎's question into the new-item form (an editor writes the expected answer)."""
+        row = evt.row_value or []
+        if len(row) < 3:
+            return gr.update(), gr.update(), gr.update()
+        return row[2], detect_language(str(row[2]), default="fr"), gr.update(open=True)
+
     def loaded(self, language, tag, verdict, run):
         """What a page (re)load shows: the last run's summary, the table and the saved runs, from the server
         as it is now, not as it was when the page was built."""
@@ -173,7 +189,8 @@ class Handlers:
         first = choices[0][1] if choices else None
         second = choices[1][1] if len(choices) > 1 else None
         return (summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
-                gr.update(choices=choices, value=first), gr.update(choices=choices, value=second))
+                gr.update(choices=choices, value=first), gr.update(choices=choices, value=second),
+                self.feedback_table(language))
 
     @guarded(outputs=2)
     def compare(self, language, newer, older):
@@ -207,6 +224,7 @@ class View:
     run_all: gr.Button
     summary: gr.HTML
     history: dict  # accordion, newer, older, compare, changes
+    feedback: dict  # accordion, table
     adder: dict  # accordion, from_chat, question, expected, evidence, answerable, language, tags, add
 
 
@@ -234,6 +252,10 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
                                             label=t(lang, "run_b"), elem_id="run-older", scale=3),
                        "compare": gr.Button(t(lang, "compare"), elem_id="compare-runs", scale=1, size="sm")}
         history["changes"] = gr.HTML("", elem_id="run-changes")
+    with gr.Accordion(t(lang, "feedback"), open=False, elem_id="reader-feedback") as fb_accordion:
+        feedback = {"accordion": fb_accordion,
+                    "table": gr.Dataframe(handlers.feedback_table(lang), interactive=False, wrap=True, max_height=260,
+                                          elem_id="feedback-table")}
     grid = gr.Dataframe(handlers.table(lang, ALL, ALL, ALL), interactive=False, wrap=True, max_height=330,
                         elem_id="eval-table", column_widths=["8%", "44%", "7%", "15%", "9%", "9%", "8%"])
     with gr.Row():
@@ -246,7 +268,7 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
                       "metrics": gr.HTML("", elem_id="item-metrics"),
                       "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
     return View(intro, key, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, history,
-                _adder(lang))
+                feedback, _adder(lang))
 
 
 def _item_panel(lang: str) -> dict:
@@ -281,7 +303,8 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
     for trigger in (*filters, language):
         trigger.change(h.table, [language, *filters], v.grid, **PRIVATE)
     v.refresh.click(h.table, [language, *filters], v.grid, **PRIVATE).then(
-        lambda L: gr.update(choices=filter_choices(L, h.room.tags())["tag"]), language, v.filters[0], **PRIVATE)
+        lambda L: gr.update(choices=filter_choices(L, h.room.tags())["tag"]), language, v.filters[0], **PRIVATE).then(
+        h.feedback_table, language, v.feedback["table"], **PRIVATE)
     details = [i["header"], i["question"], i["expected"], i["evidence"], i["history"], r["answer"], r["metrics"]]
     v.grid.select(h.select, [language, backend], [v.status, v.selected, *details], **PRIVATE)
     i["record"].click(h.record, [language, v.key, v.selected, i["verdict"], i["comment"], *filters],
@@ -292,9 +315,11 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
                         [v.status, r["answer"], r["metrics"], v.grid], **PRIVATE)
     v.run_all.click(h.run_all, [language, v.key, v.selected, backend, *filters],
                     [v.status, v.summary, v.grid, r["answer"], r["metrics"]], **PRIVATE).then(
-        h.loaded, [language, *filters], [v.summary, v.grid, v.history["newer"], v.history["older"]], **PRIVATE)
+        h.loaded, [language, *filters], [v.summary, v.grid, v.history["newer"], v.history["older"],
+                                         v.feedback["table"]], **PRIVATE)
     a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
     hist = v.history
+    v.feedback["table"].select(h.feedback_pick, None, [a["question"], a["language"], a["accordion"]], **PRIVATE)
     hist["compare"].click(h.compare, [language, hist["newer"], hist["older"]], [v.status, hist["changes"]], **PRIVATE)
     a["add"].click(h.add,
                    [language, v.key,
@@ -327,6 +352,7 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (v.summary, lambda L: gr.update(value=summary_html(room.summary, L))),
             (v.history["accordion"], label("past_runs")), (v.history["newer"], label("run_a")),
             (v.history["older"], label("run_b")), (v.history["compare"], value("compare")),
+            (v.feedback["accordion"], label("feedback")),
             (a["accordion"], label("new_item")), (a["from_chat"], value("from_chat")),
             (a["question"], label("question")),
             (a["expected"], label("expected")), (a["evidence"], label("evidence")),
@@ -343,4 +369,4 @@ def build_review_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, e
     _wire(view, handlers, language, turns, backend)
     hist = view.history
     return ReviewTab(room, _relabel(view, room), handlers.loaded, [language, *view.filters],
-                     [view.summary, view.grid, hist["newer"], hist["older"]])
+                     [view.summary, view.grid, hist["newer"], hist["older"], view.feedback["table"]])
