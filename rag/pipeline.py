@@ -85,7 +85,7 @@ class Pipeline:
 
     def backend(self, name: str | None = None) -> Backend:
         """The named backend (default from settings), created once."""
-        name = name or self.settings.backend
+        name = self.settings.backend if name is None else name  # "" is a name, and an unknown one
         with self._lock:
             if name not in self._backends:
                 self._backends[name] = get_backend(name, self.settings, self.sentence_embedder)

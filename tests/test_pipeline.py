@@ -108,3 +108,19 @@ def test_a_question_of_only_invisible_characters_is_refused(tmp_path, question):
     pipeline = fake_pipeline(tmp_path / "index")
     with pytest.raises(InputError, match="only invisible characters"):
         pipeline.ask(question)
+
+
+def test_the_questions_language_never_brings_in_another_articles_sentence():
+    """The Rome/Lyon case: a French sentence of the Lyon article was quoted for a French question on
+    Rome's (English) article because it scored nearly as well."""
+    import numpy as np
+
+    from rag.backends.extractive import Candidate, ExtractiveBackend
+
+    v = np.eye(4, dtype=np.float32)
+    rome = Candidate(1, 0, 10, "Archaeologists found a barracks.", "en", 0.90, v[0], "rome")
+    lyon = Candidate(2, 0, 10, "Lyon a mis en service 400 vélos.", "fr", 0.88, v[1], "lyon")
+    rome_fr = Candidate(1, 20, 40, "Les archéologues ont trouvé une caserne.", "fr", 0.87, v[2], "rome")
+    backend = ExtractiveBackend(embedder=None, max_sentences=1)
+    assert backend.select([rome, lyon], "fr", 1) == [rome]
+    assert backend.select([rome, lyon, rome_fr], "fr", 1) == [rome_fr], "the same article in the question's language"

@@ -40,6 +40,7 @@ class Candidate:
     language: str
     score: float
     vector: np.ndarray
+    article: str = ""  # the article of passage ``n``
 
 
 class ExtractiveBackend:
@@ -71,7 +72,8 @@ class ExtractiveBackend:
         for n, hit in enumerate(request.hits, 1):
             text = blank_instructions(hit.chunk.text)  # never quote an instruction to a model
             for a, b in sentence_spans(text):
-                items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr")))
+                items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr"),
+                              hit.chunk.article_id))
         if not items:
             return []
         question = request.query_vector
@@ -80,17 +82,22 @@ class ExtractiveBackend:
         vectors = self.embedder.embed([i[3] for i in items], kind="passage")  # the pipeline's CachedEmbedder
         q_terms = content_terms(request.question, request.language or "fr")
         out = []
-        for (n, a, b, sentence, lang), vector in zip(items, vectors):
+        for (n, a, b, sentence, lang, article), vector in zip(items, vectors):
             overlap = len(q_terms & content_terms(sentence, lang)) / len(q_terms) if q_terms else 0.0
             score = float(vector @ question) + LEXICAL_WEIGHT * overlap
-            out.append(Candidate(n, a, b, sentence, lang, score, vector))
+            out.append(Candidate(n, a, b, sentence, lang, score, vector, article))
         return sorted(out, key=lambda c: -c.score)
 
     def select(self, candidates: list[Candidate], language: str, limit: int) -> list[Candidate]:
-        """The leading sentence and close runners-up that are not redundant with it."""
+        """The leading sentence and close runners-up that are not redundant with it.
+
+        A sentence in the question's language may lead instead of the best one only when it is from the
+        same article and about as relevant (a bilingual article); never from another article, where
+        preferring the language would trade relevance for it."""
         best = candidates[0].score
         if language and candidates[0].language != language:
-            same = [c for c in candidates if c.language == language and c.score >= best - LANGUAGE_MARGIN]
+            same = [c for c in candidates if c.language == language and c.score >= best - LANGUAGE_MARGIN
+                    and c.article == candidates[0].article]
             candidates = same or candidates
             best = candidates[0].score
         chosen: list[Candidate] = []
