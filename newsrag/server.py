@@ -32,6 +32,8 @@ def serve(settings: Settings, host: str, port: int, sync: bool = True) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("faiss.loader", "httpx", "gradio", "urllib3"):  # their INFO lines look like errors or repeat
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     base = f"http://{host}:{port}"
     app = create_server_app(settings, sync=sync, on_ready=lambda: print(
         f"\n  UI:   {base}/ui\n  API:  {base}/ask  (docs: {base}/docs)\n", flush=True))

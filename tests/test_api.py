@@ -350,3 +350,13 @@ def test_a_large_batch_is_a_job_to_poll(tmp_path):
         missing = client.get("/articles/jobs/nope", headers={"x-api-key": KEY})
         assert missing.status_code == 404 and "post the batch again" in missing.json()["error"]
         assert client.get(job["url"]).status_code == 401, "jobs are for writers"
+
+
+def test_favicon_and_quiet_ui_logs(api, caplog):
+    icon = api.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
+    with caplog.at_level(logging.INFO, logger="rag.http"):
+        api.get("/favicon.ico")
+        api.get("/health")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("path=/health" in m for m in lines) and not any("favicon" in m for m in lines)

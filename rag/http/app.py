@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -70,6 +71,13 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
     _add_error_handlers(app, routers)
     for router in routers:
         app.include_router(router)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """The browser's icon (fastapi-offline's), so no page load logs a 404."""
+        import fastapi_offline
+
+        return FileResponse(Path(fastapi_offline.__file__).parent / "static" / "favicon.png", media_type="image/png")
     app.openapi = lambda: app.openapi_schema or _openapi(app, routers)
     return app
 

@@ -122,8 +122,14 @@ async def _send_json(send, status: int, payload: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+QUIET_PREFIXES = ("/ui/", "/docs-assets/", "/favicon.ico")  # the UI's assets and queue polls: DEBUG, not INFO
+
+
 def _log_request(scope, rid: str, seen: dict, timings: dict | None) -> None:
-    """One structured line per request: id, method, path, status, wall time and the answer's step timings."""
+    """One structured line per request: id, method, path, status, wall time and the answer's step timings.
+    The web UI's own traffic (assets, queue polls: hundreds a session) is logged at DEBUG unless it fails."""
     steps = "".join(f" {k}_ms={v}" for k, v in (timings or {}).items())
-    log.info("request_id=%s method=%s path=%s status=%s ms=%.1f%s", rid, scope["method"], scope["path"],
-             seen["status"] or 500, (time.perf_counter() - seen["started"]) * 1000, steps)
+    status = seen["status"] or 500
+    quiet = scope["path"].startswith(QUIET_PREFIXES) and status < 400
+    log.log(logging.DEBUG if quiet else logging.INFO, "request_id=%s method=%s path=%s status=%s ms=%.1f%s", rid,
+            scope["method"], scope["path"], status, (time.perf_counter() - seen["started"]) * 1000, steps)
