@@ -93,6 +93,14 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
+def test_the_first_screen_says_what_the_articles_cover(page_in):
+    page = page_in("fr-FR")
+    cover = page.locator("#coverage .coverage")
+    cover.wait_for()
+    assert "1 article(s) à interroger" in cover.inner_text() and "2025-06-24" in cover.inner_text()
+    assert "OpenAI et Microsoft" in cover.inner_text() and page.locator("#examples button").count() >= 3
+
+
 def test_chat_answers_with_highlighted_cited_sources(page_in):
     page = page_in("fr-FR")
     assert page.locator("#ask").inner_text().strip() == "Demander", "French from the browser's language"

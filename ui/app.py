@@ -34,6 +34,9 @@ CSS = """
 .rag-answer a.cite { color: #b45309; text-decoration: none; font-weight: 600; cursor: pointer; }
 .rag-answer .answer-meta { color: #9ca3af; font-size: 0.75em; margin-top: 4px; }
 #review-status { min-height: 1.5em; }
+#coverage .coverage { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 12px; background: #fafafa; }
+#coverage .head { font-weight: 600; margin-bottom: 4px; } #coverage ul { margin: 0; padding-left: 1.2em; }
+#coverage li { font-size: 0.92em; } #coverage .date, #coverage .more { color: #6b7280; font-size: 0.9em; }
 .metrics .overall { display: inline-block; font-weight: 700; padding: 1px 10px; border-radius: 10px;
   margin-bottom: 6px; }
 .metrics .overall.ok { background: #dcfce7; color: #166534; }
@@ -86,6 +89,7 @@ def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", setti
                       [component for component, _ in relabel], api_visibility="private")
         # Each page load shows the review room as the server has it now (a run made since start, say).
         ui.load(review.refresh, review.refresh_inputs, review.refresh_outputs, api_visibility="private")
+        ui.load(chat.cover, switch, chat.coverage, api_visibility="private")
         if language == "auto":
             ui.load(None, None, switch, js=BROWSER_LANGUAGE_JS, api_visibility="private")
     return ui

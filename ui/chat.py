@@ -13,7 +13,7 @@ from rag.settings import Settings
 from rag.types import MODES
 from ui.i18n import t
 from ui.messages import error_message
-from ui.render import answer_html, error_html, literal, streaming_html
+from ui.render import answer_html, coverage_html, error_html, literal, streaming_html
 
 Relabel = list[tuple[gr.components.Component, Callable[[str], dict]]]
 HISTORY_TURNS = 6  # earlier messages passed to the pipeline with a follow-up question
@@ -30,6 +30,8 @@ class ChatTab:
     box: gr.Textbox
     backend: gr.Dropdown
     relabel: Relabel
+    coverage: gr.HTML
+    cover: Callable[[str], str]  # language -> the coverage HTML, from the index as it is now
 
 
 def retrieval_modes() -> list[str]:
@@ -110,6 +112,13 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
     """The chat, its examples, reset button and folded settings; call inside a ``gr.Tab``."""
     lang = language.value
     intro = gr.Markdown(t(lang, "intro"), elem_id="chat-intro")
+    coverage = gr.HTML("", elem_id="coverage")
+
+    def cover(language: str) -> str:
+        try:
+            return coverage_html(get_pipeline().data.articles, language)
+        except Exception:  # noqa: BLE001 -- no index yet: the chat itself says what to do
+            return ""
     chatbot = gr.Chatbot(show_label=False, height=520, elem_id="chat", sanitize_html=False,
                          latex_delimiters=[], feedback_options=FEEDBACK, buttons=["copy"], layout="bubble")
     with gr.Row(equal_height=True):
@@ -145,5 +154,6 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
         (backend, lambda L: gr.update(label=t(L, "backend"))), (top_k, lambda L: gr.update(label=t(L, "top_k"))),
         (mode, lambda L: gr.update(label=t(L, "mode"))),
         (key, lambda L: gr.update(label=t(L, "key"), placeholder=t(L, "key_hint"))),
+        (coverage, lambda L: gr.update(value=cover(L))),
     ]
-    return ChatTab(chatbot, box, backend, relabel)
+    return ChatTab(chatbot, box, backend, relabel, coverage, cover)

@@ -138,3 +138,22 @@ def streaming_html(text: str, language: str) -> str:
 def error_html(message: str) -> str:
     """An error shown in place of an answer."""
     return f'<div class="rag-answer error"><div class="answer-text">{_text(message)}</div></div>'
+
+
+COVERAGE_TITLES = 6
+
+
+def coverage_html(articles, language: str) -> str:
+    """The first screen's summary of what can be asked about: how many articles, their dates, the newest titles."""
+    if not articles:
+        return f'<div class="coverage empty">{_text(t(language, "no_articles"))}</div>'
+    dates = sorted(a.date for a in articles if a.date)
+    span = (f" · {_text(dates[0])} → {_text(dates[-1])}" if dates and dates[0] != dates[-1]
+            else f" · {_text(dates[0])}" if dates else "")
+    newest = sorted(articles, key=lambda a: a.date or "", reverse=True)[:COVERAGE_TITLES]
+    items = "".join(f'<li>{_text(a.title)}{f" <span class=date>{_text(a.date)}</span>" if a.date else ""}</li>'
+                    for a in newest)
+    more = len(articles) - len(newest)
+    tail = f'<li class="more">{_text(t(language, "and_more").format(n=more))}</li>' if more > 0 else ""
+    head = t(language, "coverage").format(n=len(articles))
+    return f'<div class="coverage"><div class="head">{_text(head)}{span}</div><ul>{items}{tail}</ul></div>'
