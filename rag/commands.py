@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 
 from common.citations import cited_numbers
-from common.errors import InputError
+from common.errors import ConfigError, InputError
 from index.squad import PIAF
 from rag.settings import get_settings
 from rag.types import MODES
@@ -30,6 +31,10 @@ def register_commands(sub) -> None:
     p.add_argument("--mode", default=None, choices=MODES,
                    help="retrieval mode (default RAG_RETRIEVAL_MODE)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--server", nargs="?", const="http://127.0.0.1:8000", default=os.environ.get("RAG_ASK_SERVER"),
+                   metavar="URL", help="ask a running server (`make run`; default URL http://127.0.0.1:8000) "
+                   "instead of loading the model here: about 0.3 s instead of 8 (env RAG_ASK_SERVER; its key, "
+                   "when reads need one, from RAG_ASK_KEY)")
     p.set_defaults(func=_cmd_ask)
 
     p = sub.add_parser("articles", help="list the indexed articles")
@@ -68,30 +73,58 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_ask(args) -> int:
+    answer = _ask_server(args) if args.server else _ask_here(args)
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+    print(answer["answer"])
+    print()
+    cited = set(cited_numbers(answer["answer"]))
+    label = "Related passages" if answer["abstained"] else "Sources"
+    print(f"{label}:")
+    for c in answer["citations"]:
+        if answer["abstained"] or c["n"] in cited:
+            where = f"{c['title']} ({c['date']})" if c["date"] else c["title"]
+            print(f"[{c['n']}] {where} — score {c['score']:.3f}, chars {c['start']}-{c['end']}")
+            snippet = " ".join(c["text"][h[0]:h[1]] for h in c["highlights"]) or c["text"]
+            print(textwrap.indent(textwrap.fill(snippet, 100), "    "))
+    for note in answer["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"\n({answer['backend']}, {answer['timings_ms']['total']:.0f} ms)", file=sys.stderr)
+    return 0
+
+
+def _ask_here(args) -> dict:
     from rag.retriever import Filters
     from rag.service import load_pipeline
 
     pipeline = load_pipeline(get_settings())
     filters = Filters(article_ids=tuple(args.article)) if args.article else None
-    answer = pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters, mode=args.mode)
-    if args.json:
-        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
-        return 0
-    print(answer.answer)
-    print()
-    cited = set(cited_numbers(answer.answer))
-    label = "Related passages" if answer.abstained else "Sources"
-    print(f"{label}:")
-    for c in answer.citations:
-        if answer.abstained or c.n in cited:
-            where = f"{c.title} ({c.date})" if c.date else c.title
-            print(f"[{c.n}] {where} — score {c.score:.3f}, chars {c.start}-{c.end}")
-            snippet = " ".join(c.text[h[0]:h[1]] for h in c.highlights) or c.text
-            print(textwrap.indent(textwrap.fill(snippet, 100), "    "))
-    for note in answer.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"\n({answer.backend}, {answer.timings_ms['total']:.0f} ms)", file=sys.stderr)
-    return 0
+    return pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters,
+                        mode=args.mode).to_dict()
+
+
+def _ask_server(args) -> dict:
+    """The answer of the server at ``args.server`` (POST /ask), as ``Answer.to_dict()``."""
+    import httpx
+
+    body = {"question": args.question, "top_k": args.top_k, "backend": args.backend, "mode": args.mode,
+            "filters": {"article_ids": args.article} if args.article else None}
+    key = os.environ.get("RAG_ASK_KEY")
+    url = args.server.rstrip("/")
+    try:
+        reply = httpx.post(f"{url}/ask", json={k: v for k, v in body.items() if v is not None}, timeout=300,
+                           headers={"authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"no server answered at {url} ({exc}); start one with `make run`, "
+                          "or ask without --server") from None
+    if reply.status_code != 200:
+        try:
+            message = reply.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = reply.text[:300]
+        raise InputError(f"the server at {url} answered {reply.status_code}: {message}")
+    return reply.json()
 
 
 def _cmd_articles(args) -> int:

@@ -360,3 +360,19 @@ def test_favicon_and_quiet_ui_logs(api, caplog):
         api.get("/health")
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert any("path=/health" in m for m in lines) and not any("favicon" in m for m in lines)
+
+
+def test_rag_ask_can_ask_a_running_server(tmp_path, capsys):
+    from newsrag.cli import main
+
+    with serve(tmp_path) as (client, _):
+        url = str(client.base_url).rstrip("/")
+        assert main(["ask", "--server", url, QUESTION]) == 0
+        out = capsys.readouterr().out
+        assert "Sources:" in out and "[1]" in out
+        assert main(["ask", "--server", url, "--json", QUESTION]) == 0
+        assert json.loads(capsys.readouterr().out)["citations"]
+        assert main(["ask", "--server", url, "--backend", "nope", QUESTION]) != 0
+        assert "answered 400" in capsys.readouterr().err
+    assert main(["ask", "--server", url, QUESTION]) != 0
+    assert "no server answered" in capsys.readouterr().err
