@@ -376,3 +376,20 @@ def test_rag_ask_can_ask_a_running_server(tmp_path, capsys):
         assert "answered 400" in capsys.readouterr().err
     assert main(["ask", "--server", url, QUESTION]) != 0
     assert "no server answered" in capsys.readouterr().err
+
+
+def test_an_article_page_marks_the_cited_span(tmp_path):
+    article = {"id": "page-1", "title": "Un <titre>", "date": "2025-03-03", "url": "javascript:alert(1)",
+               "text": "## Contexte\n\nPremière phrase. La phrase citée <b>ici</b>. Fin."}
+    with serve(tmp_path) as (client, _):
+        assert client.post("/articles", json=article, headers={"x-api-key": KEY}).status_code == 200
+        start = article["text"].index("La phrase")
+        end = article["text"].index(" Fin")
+        page = client.get(f"/articles/page-1/view?start={start}&end={end}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert '<mark id="cited">La phrase citée &lt;b&gt;ici&lt;/b&gt;.</mark>' in page.text
+        assert "<h2>Contexte</h2>" in page.text and "Un &lt;titre&gt;" in page.text
+        assert "javascript:" not in page.text and "default-src 'none'" in page.headers["content-security-policy"]
+        assert "<mark" not in client.get("/articles/page-1/view").text, "no span, nothing marked"
+        assert client.get("/articles/nope/view").status_code == 404
+        assert client.get("/articles/page-1/view?start=-1").status_code == 422

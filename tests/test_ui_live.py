@@ -120,6 +120,17 @@ def test_chat_answers_with_highlighted_cited_sources(page_in):
         "id => { const r = document.getElementById(id).getBoundingClientRect(); "
         "return r.top >= 0 && r.top < window.innerHeight; }", target), "the cited source is brought into view"
     assert "##" not in answer.locator(".sources").inner_text(), "Markdown heading marks are not shown"
+    cite = answer.locator("a.cite").first
+    assert "13 milliards" in cite.get_attribute("title"), "hovering [n] shows what it rests on"
+    with page.context.expect_page() as opened:
+        answer.locator("a.open-article").first.click()
+    article = opened.value
+    article.wait_for_load_state()
+    mark = article.locator("mark#cited")
+    assert "13 milliards" in mark.inner_text() and mark.is_visible()
+    assert article.evaluate("() => { const r = document.getElementById('cited').getBoundingClientRect(); "
+                            "return r.top >= 0 && r.bottom <= window.innerHeight; }"), "scrolled to the cited span"
+    article.close()
     titles = answer.locator(".article-head .title").all_inner_texts()
     assert len(titles) == len(set(titles)), "one title per article, above its passages"
     screenshot(page, "ui-chat.png")

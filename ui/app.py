@@ -25,6 +25,7 @@ CSS = """
 .rag-answer .source.flash { box-shadow: 0 0 0 3px #f59e0b; }
 .rag-answer .source-head { font-weight: 600; margin-bottom: 4px; font-size: 0.92em; }
 .rag-answer .article-group { margin: 8px 0; }
+.rag-answer .open-article { float: right; font-weight: 400; font-size: 0.85em; color: #b45309; }
 .rag-answer .article-head { font-weight: 600; font-size: 0.92em; color: #111827; margin: 4px 0 2px; }
 .rag-answer .article-head .date { color: #6b7280; font-weight: 400; font-size: 0.9em; }
 .rag-answer .source .num { color: #b45309; }

@@ -22,7 +22,7 @@ LABELS: dict[str, dict[str, str]] = {
         "error_index": "The article index is not available", "error_backend": "The answer backend is not responding",
         "error_config": "The server is misconfigured", "error_model": "The embedding model could not be loaded",
         "error_unknown": "Something went wrong on the server; the details are in its log. Try again in a moment.",
-        "error_key": "Sign-in needed", "understood": "Understood as:",
+        "error_key": "Sign-in needed", "understood": "Understood as:", "read_article": "read the article ↗",
         "coverage": "{n} article(s) to ask about", "and_more": "and {n} more",
         "no_articles": "No article is indexed yet.", "thanks": "Thank you: the editors will see it.",
         "feedback": "Readers' feedback (👎)", "c_at": "when", "c_reason": "reason", "c_answer": "answer",
@@ -69,7 +69,7 @@ LABELS: dict[str, dict[str, str]] = {
         "error_config": "Le serveur est mal configuré", "error_model": "Le modèle d'embeddings n'a pas pu être chargé",
         "error_unknown": "Une erreur est survenue sur le serveur ; le détail est dans son journal. "
                          "Réessayez dans un instant.",
-        "error_key": "Connexion requise", "understood": "Compris comme :",
+        "error_key": "Connexion requise", "understood": "Compris comme :", "read_article": "lire l'article ↗",
         "coverage": "{n} article(s) à interroger", "and_more": "et {n} autre(s)",
         "no_articles": "Aucun article n'est encore indexé.",
         "thanks": "Merci : les éditeurs le verront.", "feedback": "Avis des lecteurs (👎)", "c_at": "quand",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 from common.citations import MARK, cited_numbers
 from ui.i18n import t
@@ -29,11 +30,14 @@ def _text(value: str) -> str:
     return re.sub(r"\n\s*\n\s*", "<br>", literal(value).replace("\r", "")).replace("\n", "<br>")
 
 
-def cite_links(text: str, key: str) -> str:
-    """Literal answer text with each [n] turned into a link to source card ``{key}-n``."""
+def cite_links(text: str, key: str, tips: dict[int, str] | None = None) -> str:
+    """Literal answer text with each [n] turned into a link to source card ``{key}-n``; ``tips`` (passage
+    n -> text) become the link's tooltip, so hovering a [n] shows what it rests on."""
     out, at = [], 0
     for m in MARK.finditer(text):
-        out += [_text(text[at:m.start()]), f'<a class="cite" href="#{key}-{m.group(1)}" '
+        tip = (tips or {}).get(int(m.group(1)), "")
+        title = f' title="{html.escape(tip, quote=True)}"' if tip else ""
+        out += [_text(text[at:m.start()]), f'<a class="cite" href="#{key}-{m.group(1)}"{title} '
                 f'data-target="{key}-{m.group(1)}">[{m.group(1)}]</a>']
         at = m.end()
     return "".join([*out, _text(text[at:])])
@@ -75,11 +79,21 @@ def article_head(citation: dict) -> str:
             f'<span class="date">{_text(citation.get("date") or "")}</span></div>')
 
 
+def article_link(citation: dict) -> str:
+    """The whole article's page, at the first sentence the answer used (else at the passage)."""
+    spans = citation.get("highlights") or [[0, len(citation["text"])]]
+    start, end = citation["start"] + spans[0][0], citation["start"] + spans[0][1]
+    return f"/articles/{quote(citation['article_id'], safe='')}/view?start={start}&end={end}#cited"
+
+
 def source_card(citation: dict, key: str, language: str) -> str:
-    """One passage: its number and text with the sentences used highlighted."""
+    """One passage: its number, a link to the whole article at the cited span, and the text with the
+    sentences used highlighted."""
     score = f'{t(language, "score")} {citation["score"]:.3f}'
+    link = (f'<a class="open-article" href="{html.escape(article_link(citation), quote=True)}" target="_blank" '
+            f'rel="noopener">{_text(t(language, "read_article"))}</a>')
     return (f'<div class="source" id="{key}-{citation["n"]}" title="{score}"><div class="source-head">'
-            f'<span class="num">[{citation["n"]}]</span></div>'
+            f'<span class="num">[{citation["n"]}]</span> {link}</div>'
             f'<div class="passage">{highlighted(citation["text"], citation.get("highlights") or ())}</div></div>')
 
 
@@ -106,6 +120,15 @@ def sources_html(answer: dict, key: str, language: str) -> str:
             f'{grouped_cards(shown, key, language)}</div>')
 
 
+def tooltips(answer: dict, limit: int = 300) -> dict[int, str]:
+    """Passage n -> the sentences the answer used in it (else the passage's start), for the [n] tooltips."""
+    out = {}
+    for c in answer["citations"]:
+        used = " ".join(c["text"][a:b] for a, b in c.get("highlights") or ()) or c["text"]
+        out[c["n"]] = used if len(used) <= limit else used[:limit - 1] + "…"
+    return out
+
+
 def answer_html(answer: dict, key: str, language: str) -> str:
     """A whole chat message: the answer with its [n] links, then its sources and the reader's verdict."""
     kind = "abstained" if answer["abstained"] else "answered"
@@ -113,7 +136,7 @@ def answer_html(answer: dict, key: str, language: str) -> str:
     understood = (f'<div class="understood">{_text(t(language, "understood"))} {_text(answer["question"])}</div>'
                   if answer.get("asked") else "")
     return (f'<div class="rag-answer {kind}">{understood}'
-            f'<div class="answer-text">{cite_links(answer["answer"], key)}</div>'
+            f'<div class="answer-text">{cite_links(answer["answer"], key, tooltips(answer))}</div>'
             f'{sources_html(answer, key, language)}<div class="answer-meta">{meta}{reading_html(answer, language)}'
             f'</div></div>')
 

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field
 
 from common.errors import InputError, NotFoundError
@@ -13,6 +13,7 @@ from index.loaders import make_article
 from rag.backends import available_backends
 from rag.http.ask import ERRORS
 from rag.http.auth import require_read, require_write
+from rag.http.pages import article_page
 from rag.http.schemas import ArticleIn, ArticleOut, ArticleSummary, ErrorOut, IngestOut, JobOut, ReadyOut
 from rag.pipeline import Pipeline
 from rag.service import update_live
@@ -55,6 +56,19 @@ def get_article(article_id: str, request: Request) -> dict:
     if record is None:
         raise NotFoundError(f"no article {article_id!r}; GET /articles lists them")
     return {k: v for k, v in dataclasses.asdict(record).items() if k != "path"}
+
+
+@articles_router.get("/{article_id}/view", summary="The article as a page, the cited span marked",
+                     response_class=HTMLResponse, dependencies=[Depends(require_read)],
+                     responses={200: {"content": {"text/html": {}}}})
+def view_article(article_id: str, request: Request, start: int = Query(0, ge=0), end: int = Query(0, ge=0)):
+    """The whole article as a readable HTML page, with ``text[start:end]`` (a citation's offsets, e.g. from
+    the UI's "read the article" link) marked and scrolled to (``#cited``)."""
+    record = request.app.state.pipeline.data.article_by_id.get(article_id)
+    if record is None:
+        raise NotFoundError(f"no article {article_id!r}; GET /articles lists them")
+    return HTMLResponse(article_page(record, start, end), headers={
+        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"})
 
 
 @articles_router.post("", summary="Add or replace articles (one object or a list)", response_model=IngestOut,
