@@ -59,8 +59,9 @@ def get_article(article_id: str, request: Request) -> dict:
 
 
 @articles_router.get("/{article_id}/view", summary="The article as a page, the cited span marked",
-                     response_class=HTMLResponse, dependencies=[Depends(require_read)],
-                     responses={200: {"content": {"text/html": {}}}})
+                     response_model=None, dependencies=[Depends(require_read)],
+                     responses={200: {"description": "An HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}})
 def view_article(article_id: str, request: Request, start: int = Query(0, ge=0), end: int = Query(0, ge=0)):
     """The whole article as a readable HTML page, with ``text[start:end]`` (a citation's offsets, e.g. from
     the UI's "read the article" link) marked and scrolled to (``#cited``)."""
