@@ -24,6 +24,31 @@ def register_commands(sub) -> None:
     _add_eval_retrieval(evals)
     _add_eval_answers(evals)
     _add_eval_reader(evals)
+    _add_eval_followups(evals)
+
+
+def _add_eval_followups(evals) -> None:
+    """``rag eval followups``: two-turn conversations, is the follow-up's passage retrieved?"""
+    from eval.followups import DEFAULT_SET
+
+    p = evals.add_parser("followups", help="follow-up questions: passage retrieved alone, rewritten, concatenated")
+    p.add_argument("--set", dest="followups", default=str(DEFAULT_SET), metavar="FILE",
+                   help="conversations (JSON Lines: previous, question, evidence); default eval/followups.jsonl")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="articles indexed for the run (default corpus/ and tests/data/articles/)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_eval_followups)
+
+
+def _cmd_eval_followups(args) -> int:
+    from eval.followups import DEFAULT_CORPUS, format_report, load, measure
+
+    items = load(args.followups)
+    with contextlib.ExitStack() as stack:
+        pipeline = _pipeline(get_settings(), args.corpus or [str(p) for p in DEFAULT_CORPUS], stack)
+        report = measure(pipeline, items)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
 
 
 def _add_eval_reader(evals) -> None:
