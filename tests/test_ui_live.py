@@ -329,3 +329,30 @@ def test_a_readers_thumbs_down_reaches_the_review_room(page_in, eval_copy):
     cell.wait_for()
     cell.click()
     page.wait_for_function("q => document.querySelector('#new-question textarea')?.value === q", arg=QUESTION)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}])
+def test_an_abstention_after_answers_is_in_view_with_one_scroll(browser, base_url, viewport):
+    """The chat used to be a fixed 520 px box scrolled to the bottom of the newest message, so the
+    abstention had scrolled out of view behind its related passages; passages scrolled too."""
+    context = browser.new_context(locale="fr-FR", viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    page.goto(f"{base_url}/ui/")
+    page.wait_for_selector("#question textarea")
+    ask(page, QUESTION, 0)
+    ask(page, "Pourquoi Sam Altman s'est-il entretenu avec Satya Nadella ?", 1)
+    shown = page.locator("#chat").inner_text()
+    assert "Sam Altman s'est-il entretenu" in shown and "&#" not in shown, "the question is shown as typed"
+    last = ask(page, OFF_TOPIC, 2)
+    assert "abstained" in last.get_attribute("class")
+    page.wait_for_timeout(800)  # the smooth scroll
+    text = last.locator(".answer-text")
+    assert page.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }",
+                         text.element_handle()), "the abstention is in view"
+    assert page.evaluate("() => { const c = document.querySelector('#chat'); "
+                         "return [...c.querySelectorAll('*')].every(e => e.scrollHeight <= e.clientHeight + 2 || "
+                         "getComputedStyle(e).overflowY === 'visible' || getComputedStyle(e).overflowY === 'hidden'); }"
+                         ), "nothing inside the chat scrolls on its own: the page is the one scroll"
+    screenshot(page, f"ui-abstention-{viewport['width']}.png")
+    context.close()

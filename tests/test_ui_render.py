@@ -281,3 +281,13 @@ def test_coverage_lists_the_newest_titles_and_the_date_span():
     assert "8 article(s) to ask about" in shown and "2025-01-01 → 2025-08-01" in shown
     assert shown.index("Titre 8") < shown.index("Titre 7") and "Titre 2" not in shown and "and 2 more" in shown
     assert "<i>" not in coverage_html(arts, "en") and "No article" in coverage_html([], "en")
+
+
+@pytest.mark.parametrize("text", ["Pourquoi s'est-il entretenu ?", "<b>&amp;</b> [x](javascript:1) # 10:00 «a»"])
+def test_literal_text_round_trips_through_html(text):
+    import html as _html
+
+    from ui.render import literal
+
+    shown = literal(text)
+    assert _html.unescape(shown) == text and "<" not in shown and "[" not in shown and "(" not in shown

@@ -30,7 +30,10 @@ CSS = """
 .rag-answer .article-head .date { color: #6b7280; font-weight: 400; font-size: 0.9em; }
 .rag-answer .source .num { color: #b45309; }
 .rag-answer .source .date, .rag-answer .source .score { color: #6b7280; font-weight: 400; font-size: 0.9em; }
-.rag-answer .passage { font-size: 0.9em; max-height: 11em; overflow-y: auto; }
+.rag-answer .passage { font-size: 0.9em; }
+.rag-answer .related { border-left: 3px solid #d1d5db; padding-left: 10px; margin-top: 10px; }
+.rag-answer .related .source { background: #f3f4f6; color: #374151; }
+.rag-answer .related .sources-head { color: #6b7280; font-weight: 500; }
 .rag-answer .passage mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }
 .rag-answer a.cite { color: #b45309; text-decoration: none; font-weight: 600; cursor: pointer; }
 .rag-answer .answer-meta { color: #9ca3af; font-size: 0.75em; margin-top: 4px; }
@@ -62,6 +65,18 @@ document.addEventListener('click', (event) => {
   card.classList.add('flash');
   setTimeout(() => card.classList.remove('flash'), 1600);
 }, true);
+// A finished answer is brought into view at its start (the chat no longer scrolls itself to its bottom).
+new MutationObserver(() => {
+  const done = document.querySelectorAll('#chat .rag-answer:not(.streaming)');
+  const last = done[done.length - 1];
+  if (!last || last.dataset.seen) return;
+  last.dataset.seen = '1';
+  const r = last.getBoundingClientRect();
+  if (r.top < 0 || r.top > window.innerHeight * 0.6) {
+    const target = last.closest('.message-row, .message-wrap > div') || last;
+    (target.previousElementSibling || target).scrollIntoView({behavior: 'smooth', block: 'start'});
+  }
+}).observe(document.documentElement, {childList: true, subtree: true});
 </script>"""
 
 

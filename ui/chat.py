@@ -119,7 +119,9 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
             return coverage_html(get_pipeline().data.articles, language)
         except Exception:  # noqa: BLE001 -- no index yet: the chat itself says what to do
             return ""
-    chatbot = gr.Chatbot(show_label=False, height=520, elem_id="chat", sanitize_html=False,
+    # The chat grows with its messages and the page scrolls (one scroll, not three); a new answer is
+    # brought into view at its start (ui.app.HEAD), so an abstention is never scrolled past.
+    chatbot = gr.Chatbot(show_label=False, height=None, min_height=320, autoscroll=False, elem_id="chat", sanitize_html=False,
                          latex_delimiters=[], feedback_options=FEEDBACK, buttons=["copy"], layout="bubble")
     with gr.Row(equal_height=True):
         box = gr.Textbox(placeholder=t(lang, "placeholder"), show_label=False, scale=6, elem_id="question",

@@ -16,13 +16,16 @@ from ui.i18n import t
 RELATED_SHOWN = 3  # closest passages offered when the answer abstains
 
 
-_MARKDOWN = str.maketrans({c: f"&#{ord(c)};" for c in "[]()*_`~\\|!#:"})
+# One pass over the text: HTML's special characters and those that make Markdown links, emphasis or
+# code become entities (escaping twice would turn the "&#" of the first pass into text).
+_LITERAL = str.maketrans({**{c: f"&#{ord(c)};" for c in "[]()*_`~\\|!#:"},
+                          "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})
 
 
 def literal(value: str) -> str:
     """Text shown as it is in the chat, which renders Markdown: HTML escaped, and the characters that
     make Markdown links, emphasis or code written as entities (``[x](javascript:…)`` stays text)."""
-    return html.escape(value).translate(_MARKDOWN)
+    return value.translate(_LITERAL)
 
 
 def _text(value: str) -> str:
