@@ -121,8 +121,10 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
             return ""
     # The chat grows with its messages and the page scrolls (one scroll, not three); a new answer is
     # brought into view at its start (ui.app.HEAD), so an abstention is never scrolled past.
-    chatbot = gr.Chatbot(show_label=False, height=None, min_height=320, autoscroll=False, elem_id="chat", sanitize_html=False,
-                         latex_delimiters=[], feedback_options=FEEDBACK, buttons=["copy"], layout="bubble")
+    # Its HTML is built here with every text escaped (ui.render.literal), so Gradio's sanitiser is not needed.
+    chatbot = gr.Chatbot(show_label=False, height=None, min_height=320, autoscroll=False, elem_id="chat",
+                         sanitize_html=False, latex_delimiters=[], feedback_options=FEEDBACK, buttons=["copy"],
+                         layout="bubble")
     with gr.Row(equal_height=True):
         box = gr.Textbox(placeholder=t(lang, "placeholder"), show_label=False, scale=6, elem_id="question",
                          autofocus=True, max_lines=4)
