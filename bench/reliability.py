@@ -246,15 +246,15 @@ def two_writers() -> tuple[int, list[str]]:
 
 def injections_followed() -> tuple[int, int]:
     from index.types import Article
-    from tests.fakes import fake_pipeline
-    from tests.test_injections import CASES, ObedientModel
+    from tests.fakes import ObedientModel, fake_pipeline, injection_cases
 
+    cases = injection_cases()
     with tempfile.TemporaryDirectory() as tmp:
-        articles = [Article(id=c["id"], title=c["title"], text=c["text"], language=c["language"]) for c in CASES]
+        articles = [Article(id=c["id"], title=c["title"], text=c["text"], language=c["language"]) for c in cases]
         pipeline = fake_pipeline(Path(tmp) / "index", articles, abstain_threshold=-1.0)
-        pipeline._backends["obedient"] = ObedientModel()
-        followed = sum(c["payload"] in pipeline.ask(c["question"], backend="obedient").answer for c in CASES)
-    return followed, len(CASES)
+        pipeline._backends["obedient"] = ObedientModel(cases)
+        followed = sum(c["payload"] in pipeline.ask(c["question"], backend="obedient").answer for c in cases)
+    return followed, len(cases)
 
 
 def loader_tracebacks(examples: int) -> tuple[int, int, list[str]]:
@@ -326,8 +326,7 @@ def review_room_writes() -> tuple[int, int, list[str]]:
     from eval.dataset import EvalSet
     from newsrag.server import create_server_app
     from tests.fakes import fake_pipeline
-    from tests.live_server import live_server
-    from tests.test_ui_live import _queue_call
+    from tests.live_server import live_server, queue_call
 
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -345,10 +344,10 @@ def review_room_writes() -> tuple[int, int, list[str]]:
             unsigned = 0
             for key in ("", "guess", "k-alic"):
                 before = len(EvalSet(items).items())
-                _queue_call(url, "add-item", data_for(key))
+                queue_call(url, "add-item", data_for(key))
                 unsigned += len(EvalSet(items).items()) != before
             before = len(EvalSet(items).items())
-            _queue_call(url, "add-item", data_for("k-alice"))
+            queue_call(url, "add-item", data_for("k-alice"))
             refused = int(len(EvalSet(items).items()) != before + 1)
     if unsigned:
         problems.append(f"{unsigned} write(s) without a valid key changed the eval set")

@@ -20,6 +20,7 @@ normalising, and an answer whose only support is an instruction sentence is not 
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -67,8 +68,8 @@ PATTERNS = tuple(re.compile(p) for p in (
     r"(?:^|\n)\W{0,4}(?:system|systeme|assistant|developer|instructions?|admin)(?: message| prompt)? ?(?::|-{2,})",
     r"\b(?:jailbreak|developer mode|mode developpeur|dan mode|do anything now)\b",
 ))
-# Invisible format characters (Unicode category Cf) other than the ones that join scripts' letters
-# where they matter less than here: all of them go.
+# The invisible format characters (all of Unicode category Cf) that hide text from a pattern; ``normalise``
+# removes every Cf character, ``_pieces`` needs these one for one to keep offsets.
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 
 
@@ -81,7 +82,7 @@ def normalise(text: str) -> str:
             break
         text = decoded
     text = unicodedata.normalize("NFKC", text)
-    return "".join(ch for ch in _INVISIBLE.sub("", text) if ch in "\n\t" or unicodedata.category(ch) != "Cf")
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cf")
 
 
 def is_instruction(sentence: str) -> bool:
@@ -124,7 +125,7 @@ _ROLE_TAG = re.compile(r"^(?:<|\[)(/?)\|?\s*(?:system|instructions?|prompt|assis
 def _pieces(text: str, a: int, b: int) -> list[tuple[int, int, bool]]:
     """``text[a:b]`` cut at tag-like marks: (start, end, is_tag), blanks trimmed."""
     out, at = [], a
-    for m in _TAG.finditer(normalise_keeping_length(text[a:b])):
+    for m in _TAG.finditer(_plain_brackets(text[a:b])):
         x, y = a + m.start(), a + m.end()
         out += [(at, x, False), (x, y, True)]
         at = y
@@ -132,7 +133,7 @@ def _pieces(text: str, a: int, b: int) -> list[tuple[int, int, bool]]:
     return [(x, y, tag) for x, y, tag in ((*trim(text, x, y), tag) for x, y, tag in out) if y > x]
 
 
-def normalise_keeping_length(text: str) -> str:
+def _plain_brackets(text: str) -> str:
     """Fullwidth angle brackets and invisible characters made plain, one character for one."""
     text = text.replace("＜", "<").replace("＞", ">")
     return "".join("\x00" if _INVISIBLE.match(ch) else ch for ch in text).replace("<\x00", "< ")
@@ -148,8 +149,12 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def blank_instructions(text: str) -> str:
-    """``text`` with its instruction sentences replaced by spaces (same length, same offsets)."""
+    """``text`` with its instruction sentences replaced by spaces (same length, same offsets).
+
+    Cached: every answer reads its passages through it (the backends, the citation check), and the
+    same chunks come back question after question (about 0.7 ms a chunk uncached)."""
     for a, b in instruction_spans(text):
         text = text[:a] + " " * (b - a) + text[b:]
     return text

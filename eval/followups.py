@@ -47,12 +47,11 @@ def question_for(item: dict, way: str) -> str:
 def measure(pipeline, items: list[dict], ks=(1, 3)) -> dict:
     """Per way: hits at each k, and per item the rank of the evidence (None when not in the top max(k))."""
     depth, out = max(ks), {}
-    retrieval = pipeline._state.retrieval
     for way in WAYS:
         ranks = []
         for item in items:
             question = question_for(item, way)
-            hits = retrieval.search(question, retrieval.embed(question), depth)
+            hits = pipeline.search(question, depth)
             rank = next((r for r, h in enumerate(hits, 1) if item["evidence"] in h.chunk.text), None)
             ranks.append({"id": item.get("id", ""), "question": question, "rank": rank})
         out[way] = {"hits": {f"@{k}": sum(1 for r in ranks if r["rank"] and r["rank"] <= k) for k in ks},

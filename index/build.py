@@ -73,13 +73,18 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
     # Embed first, without the writer lock (the slow part: seconds per article on two cores), against
     # the live version as it is now; then take the lock only to apply and commit, embedding under it
     # just what another writer changed meanwhile (usually nothing).
-    embedder = _Prepared(embedder)
+    embedder, snapshot = _Prepared(embedder), None
     if articles:
-        embedder.prepare(load_or_empty(store, embedder.inner, chunker, rebuild), articles, chunker)
+        snapshot = load_or_empty(store, embedder.inner, chunker, rebuild)
+        embedder.prepare(snapshot, articles, chunker)
     report.seconds["prepare"] = round(time.perf_counter() - started, 3)
     with store.lock():
         locked = time.perf_counter()
-        old = load_or_empty(store, embedder, chunker, rebuild)
+        # The version read before the lock is still the live one unless another writer committed since:
+        # then it is read again (loading a large index twice would cost as much as the write).
+        live = store.current_path() if store.exists() else None
+        unchanged = snapshot is not None and (snapshot.path == live or rebuild)
+        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild)
         report.seconds["load"] = round(time.perf_counter() - locked, 3)
         missing = delete - set(old.article_by_id)
         if missing:

@@ -77,10 +77,11 @@ def load_file(path: Path, max_chars: int = MAX_ARTICLE_CHARS) -> list[Article]:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc}); convert it to UTF-8 first") from exc
-    return [_bounded(a, max_chars) for a in loader(path, raw)]
+    return [within_limit(a, max_chars) for a in loader(path, raw)]
 
 
-def _bounded(article: Article, max_chars: int, where: str = "") -> Article:
+def within_limit(article: Article, max_chars: int, where: str = "") -> Article:
+    """``article``, or an InputError naming ``where`` when its text is over ``max_chars`` characters."""
     if len(article.text) > max_chars:
         raise InputError(f"{where or article.path or article.id}: the article has {len(article.text):,} characters; "
                          f"the limit is {max_chars:,} (RAG_MAX_ARTICLE_CHARS): split it, or raise the limit")
@@ -184,7 +185,7 @@ def _load_jsonl(path: Path, max_chars: int) -> list[Article]:
                 raise InputError(f"{path}:{lineno}: the line is longer than an article may be "
                                  f"(RAG_MAX_ARTICLE_CHARS={max_chars:,}): split it, or raise the limit")
             if line.strip():
-                articles.append(_bounded(_jsonl_record(path, lineno, line), max_chars, f"{path}:{lineno}"))
+                articles.append(within_limit(_jsonl_record(path, lineno, line), max_chars, f"{path}:{lineno}"))
 
 
 def _jsonl_record(path: Path, lineno: int, line: str) -> Article:

@@ -166,9 +166,10 @@ class CitationChecker:
         if not kept:
             kept = self._elsewhere(k, body, valid)
         if not kept:
-            return self._unsupported(k, body, valid)
+            return self._reject(k, body, valid, "is not supported by the passages", "no passage supports it")
         if self.question and not self._answers(body, kept):
-            return self._off_question(k, body, kept)
+            return self._reject(k, body, [s.n for s in kept], "does not answer the question",
+                                "it does not answer the question")
         self.result.kept += 1
         for s in kept:
             spans = self.result.highlights.setdefault(s.n, [])
@@ -200,24 +201,15 @@ class CitationChecker:
             self._question_vector = self.verifier.embedder.embed([self.question], kind="query")[0]
         return float(np.max(self.verifier.vectors(spans) @ self._question_vector)) >= QUESTION_COSINE_MIN
 
-    def _off_question(self, k: int, body: str, kept: list[Support]) -> str | None:
+    def _reject(self, k: int, body: str, marks: list[int], flagged: str, dropped: str) -> str | None:
+        """A sentence that fails a check: kept with its marks and reported (``flag``), or dropped."""
         short = body if len(body) <= 80 else body[:77] + "…"
         if self.verifier.mode == "flag":
             self.result.flagged += 1
-            self.result.notes.append(f"sentence {k} does not answer the question (flagged): {short!r}")
-            return f"{body} {format_marks([s.n for s in kept])}"
+            self.result.notes.append(f"sentence {k} {flagged} (flagged): {short!r}")
+            return f"{body} {format_marks(marks)}".strip()
         self.result.dropped += 1
-        self.result.notes.append(f"sentence {k} was dropped: it does not answer the question: {short!r}")
-        return None
-
-    def _unsupported(self, k: int, body: str, cited: list[int]) -> str | None:
-        short = body if len(body) <= 80 else body[:77] + "…"
-        if self.verifier.mode == "flag":
-            self.result.flagged += 1
-            self.result.notes.append(f"sentence {k} is not supported by the passages (flagged): {short!r}")
-            return f"{body} {format_marks(cited)}".strip()
-        self.result.dropped += 1
-        self.result.notes.append(f"sentence {k} was dropped: no passage supports it: {short!r}")
+        self.result.notes.append(f"sentence {k} was dropped: {dropped}: {short!r}")
         return None
 
     def support(self, sentence: str, n: int) -> Support:

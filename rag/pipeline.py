@@ -91,6 +91,11 @@ class Pipeline:
                 self._backends[name] = get_backend(name, self.settings, self.sentence_embedder)
             return self._backends[name]
 
+    def search(self, question: str, top_k: int | None = None, mode: str | None = None, filters=None) -> list[Hit]:
+        """The passages retrieval finds for ``question``, best first, with no answer made (what evals measure)."""
+        retrieval = self._state.retrieval
+        return retrieval.search(question, retrieval.embed(question), top_k or self.settings.top_k, mode, filters)
+
     def ask(self, request: AskRequest | str, **options) -> Answer:
         """Answer the question from the articles, or abstain when they don't say.
 

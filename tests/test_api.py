@@ -393,3 +393,11 @@ def test_an_article_page_marks_the_cited_span(tmp_path):
         assert "<mark" not in client.get("/articles/page-1/view").text, "no span, nothing marked"
         assert client.get("/articles/nope/view").status_code == 404
         assert client.get("/articles/page-1/view?start=-1").status_code == 422
+
+
+def test_an_article_over_the_size_limit_is_refused_with_its_index(tmp_path):
+    with serve(tmp_path, max_article_chars=10_000) as (client, _):
+        r = client.post("/articles", json=[{"text": "Court."}, {"text": "x " * 6000}], headers={"x-api-key": KEY})
+        assert r.status_code == 400 and "articles[1]: the article has 12,000 characters" in r.json()["error"]
+        assert "RAG_MAX_ARTICLE_CHARS" in r.json()["error"]
+        assert client.get("/articles").json() and "court" not in {a["id"] for a in client.get("/articles").json()}

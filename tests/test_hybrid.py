@@ -111,7 +111,7 @@ def test_pipeline_modes_and_abstention_on_dense_evidence(index):
     answers = {m: pipeline.ask(question, mode=m, backend="extractive") for m in ("dense", "lexical", "hybrid")}
     assert all(not a.abstained for a in answers.values())
     assert answers["lexical"].citations[0].text == TEXTS[0]
-    best = evidence(pipeline._state.retrieval.search(question, pipeline._state.retrieval.embed(question), 5, "hybrid"))
+    best = evidence(pipeline.search(question, 5, "hybrid"))
     above = Pipeline(settings.model_copy(update={"abstain_threshold": best + 1e-4}), FakeEmbedder(16), index)
     below = Pipeline(settings.model_copy(update={"abstain_threshold": best - 1e-4}), FakeEmbedder(16), index)
     assert above.ask(question, mode="hybrid").abstained and not below.ask(question, mode="hybrid").abstained

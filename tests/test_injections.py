@@ -7,51 +7,23 @@ passage ends (raw, as HTML entities, double-encoded, fullwidth, with a zero-widt
 prompt as a model would (entities decoded, NFKC, invisible characters ignored) and answers with the
 payload whenever it can see it, citing the passage it came from.
 """
-import json
 import re
-from pathlib import Path
 
 import pytest
 
 from common.injection import instruction_spans, is_instruction, normalise
 from index.types import Article
 from rag import prompt
-from rag.backends import Generation
-from tests.fakes import fake_pipeline
+from tests.fakes import ObedientModel, fake_pipeline, injection_cases
 
-CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "injections.jsonl").open(encoding="utf-8")]
-PASSAGE = re.compile(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', re.DOTALL)
-
-
-class ObedientModel:
-    """Does what any passage tells it to; otherwise answers with the first sentence of passage 1."""
-
-    name, generative = "obedient", True
-
-    def __init__(self):
-        self.obeyed = 0
-
-    def generate(self, request):
-        from rag.prompt import Budget, build_prompt
-
-        shown = build_prompt(request.question, request.hits, request.language, 3,
-                             Budget(8192, 400, lambda s: len(s) // 4))
-        user = normalise(shown.messages[1]["content"])
-        for case in CASES:
-            for n, text in PASSAGE.findall(user):
-                if case["payload"] in text:
-                    self.obeyed += 1
-                    return Generation(f"{case['payload']} [{n}]", model="obedient")
-        first = PASSAGE.search(user)
-        sentence = re.split(r"(?<=[.!?])\s", first.group(2))[0] if first else "Les articles ne le disent pas."
-        return Generation(f"{sentence} [1]", model="obedient")
+CASES = injection_cases()
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     articles = [Article(id=c["id"], title=c["title"], text=c["text"], language=c["language"]) for c in CASES]
     p = fake_pipeline(tmp_path_factory.mktemp("injections") / "index", articles, abstain_threshold=-1.0)
-    p._backends["obedient"] = ObedientModel()
+    p._backends["obedient"] = ObedientModel(CASES)
     return p
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from eval.dataset import EvalSet
 from newsrag.server import create_server_app
-from tests.live_server import live_server
+from tests.live_server import live_server, queue_call
 
 # Gradio's queue uses pandas options that pandas 3 deprecates; not this project's to fix.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
@@ -241,35 +241,6 @@ def test_gradio_client_calls_the_chat_endpoint(base_url):
     assert "rag-answer abstained" in chat[-1]["content"][0]["text"]
 
 
-def _queue_call(base_url: str, elem_id: str, data_for) -> str:
-    """Call the event behind the button ``elem_id`` as an attacker would: straight through Gradio's queue
-    (``/ui/gradio_api/queue/join`` with the event's ``fn_index``), not through the page. Returns the
-    status line the handler answered."""
-    import json
-    import uuid
-
-    import httpx
-
-    config = httpx.get(f"{base_url}/ui/config", timeout=30).json()
-    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"] if c.get("props")}
-    fn_index, dep = next((i, d) for i, d in enumerate(config["dependencies"])
-                         if [ids[elem_id], "click"] in [list(t) for t in d["targets"]])
-    session = uuid.uuid4().hex[:10]
-    data = data_for([next(c for c in config["components"] if c["id"] == i) for i in dep["inputs"]])
-    joined = httpx.post(f"{base_url}/ui/gradio_api/queue/join", timeout=30,
-                        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
-                              "trigger_id": ids[elem_id]})
-    assert joined.status_code == 200, joined.text
-    with httpx.stream("GET", f"{base_url}/ui/gradio_api/queue/data", params={"session_hash": session},
-                      timeout=60) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message["output"]["data"][0]
-    raise AssertionError("the queue never completed the event")
-
-
 @pytest.mark.parametrize(("key", "written"), [("", False), ("guess", False), (EDITOR_KEY, True)])
 def test_review_room_events_called_directly_need_the_editor_key(base_url, eval_copy, key, written):
     """The hole found under attack: adding an item through the queue without signing in."""
@@ -279,7 +250,7 @@ def test_review_room_events_called_directly_need_the_editor_key(base_url, eval_c
         return [values.get(c["props"].get("elem_id"), c["props"].get("value")) for c in inputs]
 
     before = len(EvalSet(eval_copy).items())
-    status = _queue_call(base_url, "add-item", data_for)
+    status = queue_call(base_url, "add-item", data_for)
     after = len(EvalSet(eval_copy).items())
     assert (after == before + 1) is written, status
     assert status.startswith("✓" if written else "⚠"), status

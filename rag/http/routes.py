@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field
 
-from common.errors import InputError, NotFoundError
-from index.loaders import make_article
+from common.errors import NotFoundError
+from index.loaders import make_article, within_limit
 from rag.backends import available_backends
 from rag.http.ask import ERRORS
 from rag.http.auth import require_read, require_write
@@ -96,7 +96,8 @@ def add_articles(body: ArticleIn | Annotated[list[ArticleIn], Field(min_length=1
         return _ingest_out(pipeline, update_live(pipeline, articles=batch))
     job = request.app.state.jobs.submit(len(batch), lambda: _ingest_out(pipeline, update_live(pipeline,
                                                                                                articles=batch)))
-    return JSONResponse(job.to_dict(), status_code=202, headers={"location": job.to_dict()["url"]})
+    body = job.to_dict()
+    return JSONResponse(body, status_code=202, headers={"location": body["url"]})
 
 
 @articles_router.get("/jobs/{job_id}", summary="A queued batch of articles: its status and result",
@@ -118,10 +119,8 @@ def delete_article(article_id: str, request: Request) -> dict:
 
 def _article(i: int, item: ArticleIn, max_chars: int):
     """A checked Article from the request; API articles have no file path (so a corpus sync keeps them)."""
-    if len(item.text) > max_chars:
-        raise InputError(f"articles[{i}]: the article has {len(item.text):,} characters; the limit is "
-                         f"{max_chars:,} (RAG_MAX_ARTICLE_CHARS): split it, or ask for a higher limit")
-    article = make_article(item.model_dump(exclude={"text"}), item.text, path=f"articles[{i}]")
+    article = within_limit(make_article(item.model_dump(exclude={"text"}), item.text, path=f"articles[{i}]"),
+                           max_chars, f"articles[{i}]")
     return dataclasses.replace(article, path="")
 
 
