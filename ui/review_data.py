@@ -37,6 +37,7 @@ class ReviewRoom:
                  runs_dir: Path | str | None = None):
         self.evalset, self.get_pipeline = EvalSet(eval_path), get_pipeline
         self.runs_dir = Path(runs_dir) if runs_dir else None
+        self._listed: dict[str, tuple[float, dict]] = {}  # run file -> (mtime, its row in runs()), read once
         self._results: dict[str, dict] = {}
         self._summary: dict = {}
         self._lock = threading.Lock()
@@ -53,12 +54,17 @@ class ReviewRoom:
         out = []
         for path in sorted(self.runs_dir.glob("run-*.json"), reverse=True):
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                mtime = path.stat().st_mtime
+                cached = self._listed.get(path.name)
+                if cached is None or cached[0] != mtime:  # every page load lists the runs: parse each once
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    meta = data.get("meta", {})
+                    cached = (mtime, {"name": path.stem, "at": meta.get("at", ""), "backend": meta.get("backend", ""),
+                                      "by": meta.get("by", ""), "pass_rate": data.get("summary", {}).get("pass_rate")})
+                    self._listed[path.name] = cached
             except (OSError, json.JSONDecodeError):
                 continue  # a damaged file is skipped, not fatal
-            meta = data.get("meta", {})
-            out.append({"name": path.stem, "at": meta.get("at", ""), "backend": meta.get("backend", ""),
-                        "by": meta.get("by", ""), "pass_rate": data.get("summary", {}).get("pass_rate")})
+            out.append(cached[1])
         return out
 
     def load_run(self, name: str) -> dict:
