@@ -52,7 +52,7 @@ class ReviewRoom:
         if not self.runs_dir or not self.runs_dir.is_dir():
             return []
         out = []
-        for path in sorted(self.runs_dir.glob("run-*.json"), reverse=True):
+        for path in sorted(self.runs_dir.glob("run-*.json"), key=lambda p: p.stem, reverse=True):
             try:
                 mtime = path.stat().st_mtime
                 cached = self._listed.get(path.name)
@@ -91,6 +91,10 @@ class ReviewRoom:
         data = run.to_dict()
         data["meta"] = {**data["meta"], "at": at, "by": by}
         name = f"run-{at}-{re.sub(r'[^a-z0-9_-]', '-', str(data['meta'].get('backend', 'default')).lower())}"
+        base, n = name, 1
+        while (self.runs_dir / f"{name}.json").exists():  # two runs in the same second keep both
+            n += 1
+            name = f"{base}-{n}"
         tmp = self.runs_dir / f".{name}.json.tmp"
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, self.runs_dir / f"{name}.json")
