@@ -7,15 +7,30 @@ such near-misses before an answer is made:
 - names and numbers: a capitalised name (not the question's first word) or a number in the
   question must appear in some retrieved passage. Names are compared accent-folded, by their
   first five letters for long words, so "American" finds "américaines" and "European"
-  finds "européenne".
+  finds "européenne". Across languages a name may be spelt otherwise ("Pays-Bas" in an
+  English article is "Netherlands"): ``found_across_languages`` looks for its other names in
+  CLDR (countries, languages, cities whose names differ, via babel), then for a word of the
+  passages that the embedder puts next to it (``CROSS_LANGUAGE_SIMILARITY``).
 - answer type: a question asking for an amount (combien, how much, quel pourcentage, …)
   needs a sentence with a number, and one asking when needs a sentence with a date or year.
 """
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from functools import lru_cache
 
-from common.text import NUMBER, fold, name_parts
+from common.text import NAME, NUMBER, fold, name_parts
+
+# e5's cosine (name as a query, word as a passage) above which a word of an article in another
+# language is taken for the question's name. Measured on 20 translation pairs and 22 pairs of
+# different names of one kind (Germany/Netherlands, Google/Microsoft, Rome/Milan, ...): the
+# different names reach 0.862, the translations 0.824-0.926 (Swiss/suisses 0.926, Londres/
+# London 0.904, Venise/Venice 0.878). The translations below the cut are countries and
+# languages, which CLDR names exactly; only words that start with the name's letter are
+# compared, which leaves out Espagne/Spain (CLDR has it) and most unrelated words.
+CROSS_LANGUAGE_SIMILARITY = 0.875
+_LOCALES = ("fr", "en")
 
 # Capitalised words that are not names: question words and sentence starters of both languages.
 _NOT_NAMES = frozenset(fold(w) for w in (
@@ -56,6 +71,88 @@ def missing_terms(question: str, passages: list[str]) -> list[str]:
     missing = [n for n in question_names(question) if _key(n) not in words and fold(n) not in text]
     missing += [n for n in NUMBER.findall(question) if n not in numbers and n not in text]
     return missing
+
+
+def found_across_languages(question: str, missing: list[str], passages: list[str],
+                           embed=None) -> tuple[list[str], dict[str, str]]:
+    """The names of ``missing`` that ``passages`` (articles in another language than the question's)
+    still lack, and for the others the word they were found as: {"Pays-Bas": "Netherlands"}.
+    ``embed(texts, kind)`` (the pipeline's cached embedder) is the second chance after CLDR."""
+    text = fold(" ".join(passages))
+    keys = {_key(w) for w in re.findall(r"\w+", text)}
+    found: dict[str, str] = {}
+    left = set(missing)
+    for whole in _whole_names(question):
+        parts = [p for p in re.split(r"[’'-]", whole) if p in left]
+        if not parts:
+            continue
+        match = next((a for a in sorted(_other_names(whole)) if _mentions(fold(a), text, keys)), None)
+        if match is None and embed is not None:
+            match = _nearest_word(whole, passages, embed)
+        if match is not None:
+            found[whole] = match
+            left -= set(parts)
+    return [m for m in missing if m in left], found
+
+
+def _whole_names(question: str) -> list[str]:
+    """Capitalised names with their hyphens and without an elided article: "des Pays-Bas" ->
+    "Pays-Bas", "d'OpenAI" -> "OpenAI"."""
+    return list(dict.fromkeys(re.split(r"[’']", m.group())[-1] for m in NAME.finditer(question)))
+
+
+def _other_names(name: str) -> frozenset[str]:
+    """CLDR's other names of ``name``, also for its plural ("Allemands" -> "allemand" -> "German")."""
+    folded, table = fold(name), _exonyms()
+    for stem in (folded, folded[:-1] if folded.endswith("s") else "", folded[:-2] if folded.endswith("es") else ""):
+        if stem in table:
+            return table[stem]
+    return frozenset()
+
+
+def _mentions(alias: str, text: str, keys: set[str]) -> bool:
+    if " " in alias or "-" in alias:
+        return re.search(rf"(?<!\w){re.escape(alias)}(?!\w)", text) is not None
+    return _key(alias) in keys
+
+
+def _nearest_word(name: str, passages: list[str], embed) -> str | None:
+    """The passages' word closest to ``name`` in the embedder's space, if close enough; only words
+    that start with the same letter (accents folded) and are not the name's own parts are compared."""
+    import numpy as np
+
+    first = fold(name)[:1]
+    words = list(dict.fromkeys(w for w in re.findall(r"\w{3,}", " ".join(passages)) if fold(w)[:1] == first))
+    if not words:
+        return None
+    sims = np.asarray(embed(words, kind="passage")) @ np.asarray(embed([name], kind="query"))[0]
+    best = int(np.argmax(sims))
+    return words[best] if sims[best] >= CROSS_LANGUAGE_SIMILARITY else None
+
+
+@lru_cache(maxsize=1)
+def _exonyms() -> dict[str, frozenset[str]]:
+    """Folded name -> its other names (as spelt) in French and English, from CLDR: countries and regions,
+    languages ("allemand"/"German", also the nationality's adjective), and the cities whose
+    French name differs from the English one ("Londres"/"London")."""
+    from babel import Locale
+
+    groups: dict[str, set[str]] = defaultdict(set)
+    for lang in _LOCALES:
+        locale = Locale(lang)
+        for code, name in locale.territories.items():
+            groups[f"t:{code}"].add(name)
+        for code, name in locale.languages.items():
+            groups[f"l:{code}"].add(name)
+        for zone, names in locale.time_zones.items():
+            if names.get("city"):
+                groups[f"c:{zone}"] |= {names["city"], zone.rsplit("/", 1)[-1].replace("_", " ")}
+    out: dict[str, set[str]] = defaultdict(set)
+    for names in groups.values():
+        names = {n for n in names if "(" not in n}
+        for n in names:
+            out[fold(n)] |= {m for m in names if fold(m) != fold(n)}
+    return {k: frozenset(v) for k, v in out.items() if v}
 
 
 def wants_amount(question: str) -> bool:

@@ -15,7 +15,7 @@ from common.text import content_terms, detect_language
 from index.embedder import CachedEmbedder
 from index.store import IndexData
 from rag.backends import Backend, Generation, Request, get_backend
-from rag.coverage import missing_terms
+from rag.coverage import found_across_languages, missing_terms
 from rag.guard import Guard, Reset
 from rag.prompt import ABSTAIN_TEXT
 from rag.retriever import Retrieval, RetrievalConfig, evidence, load_reranker
@@ -163,7 +163,7 @@ class Pipeline:
         """The backend's answer, or None when the best evidence is below the abstention threshold."""
         mark = time.perf_counter()
         best = evidence(turn.hits)
-        missing = missing_terms(turn.question, [h.chunk.text for h in turn.hits])
+        missing, across = self._missing_terms(turn)
         generation = None
         if missing:
             generation = Generation("", abstained=True, notes=[
@@ -173,7 +173,19 @@ class Pipeline:
                               on_delta, turn.vector)
             generation = self._read_then_generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
+        if generation is not None and across:
+            found = ", ".join(f"{name} as {word}" for name, word in across.items())
+            generation = replace(generation, notes=[*generation.notes, f"names found in the other language: {found}"])
         return generation
+
+    def _missing_terms(self, turn: _Turn) -> tuple[list[str], dict[str, str]]:
+        """The question's names and numbers that no passage holds, and the names found only under
+        their name in another language (passages in another language than the question's)."""
+        missing = missing_terms(turn.question, [h.chunk.text for h in turn.hits])
+        other = [h.chunk.text for h in turn.hits if h.chunk.language and h.chunk.language != turn.language]
+        if not missing or not other:
+            return missing, {}
+        return found_across_languages(turn.question, missing, other, self.sentence_embedder.embed)
 
     def _read_then_generate(self, backend: Backend, request: Request) -> Generation:
         """The backend's answer. With ``RAG_READER_GATE`` and a generative backend, the reader reads

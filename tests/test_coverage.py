@@ -1,7 +1,16 @@
 """Near-miss checks: names, numbers and answer types the passages must cover."""
+import numpy as np
 import pytest
 
-from rag.coverage import has_date, has_number, missing_terms, question_names, wants_amount, wants_date
+from rag.coverage import (
+    found_across_languages,
+    has_date,
+    has_number,
+    missing_terms,
+    question_names,
+    wants_amount,
+    wants_date,
+)
 
 PASSAGES = [
     "Depuis 2019, Microsoft et OpenAI ont construit une relation stratégique solide, reposant sur un "
@@ -52,3 +61,35 @@ def test_sentence_types():
     assert has_number("estimé à 13 milliards de dollars") and not has_number("un investissement massif")
     assert (has_date("Le 24 juin 2025, Sam Altman") and has_date("Depuis 2019, Microsoft")
             and not has_date("13 milliards"))
+
+
+ENGLISH = ["The parliament of the Netherlands passed the law. German farmers protested in London."]
+
+
+@pytest.mark.parametrize("question, missing, found", [
+    ("Quand le parlement des Pays-Bas a-t-il voté ?", [], {"Pays-Bas": "Netherlands"}),
+    ("Qu'ont dit les agriculteurs à Londres ?", [], {"Londres": "London"}),
+    ("Qu'ont dit les agriculteurs Allemands ?", [], {"Allemands": "German"}),
+    ("Quand le parlement de la Belgique a-t-il voté ?", ["Belgique"], {}),
+])
+def test_names_are_found_under_their_cldr_names_across_languages(question, missing, found):
+    before = missing_terms(question, ENGLISH)
+    assert before, "the literal check misses them"
+    assert found_across_languages(question, before, ENGLISH) == (missing, found)
+
+
+def test_the_embedder_is_the_second_chance_and_only_for_words_of_the_same_letter():
+    asked = []
+
+    axes = {"Swiss": 0, "suisses": 0, "Swedish": 1, "sociétés": 2}
+
+    def embed(texts, kind):
+        asked.append((kind, list(texts)))
+        return np.eye(3)[[axes[t] for t in texts]]
+
+    passages = ["Les banques suisses et les sociétés allemandes conservent de l'or."]
+    assert found_across_languages("How much gold do Swiss banks keep?", ["Swiss"], passages, embed) == (
+        [], {"Swiss": "suisses"})
+    assert ("passage", ["suisses", "sociétés"]) in asked
+    assert found_across_languages("How much gold do Swedish banks keep?", ["Swedish"], passages, embed) == (
+        ["Swedish"], {})
