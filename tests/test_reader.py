@@ -48,7 +48,7 @@ def test_platt_scaling_recovers_a_known_logistic_and_survives_wide_margins():
 
 @needs_weights
 def test_shipped_reader_matches_its_manifest():
-    from rag.reader.data import file_sha256
+    from common.paths import file_sha256
 
     manifest = json.loads((WEIGHTS_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
     assert file_sha256(WEIGHTS_DIR / WEIGHTS_FILE) == manifest["weights_sha256"]

@@ -7,7 +7,11 @@ Articles are split once, by a hash of their title, into a training part and a he
 - near misses: the windows of its own article that do not hold the answer but share most of
   the question's words (the article is on the subject; the fact asked is elsewhere or absent);
 - other-article negatives: the windows of other articles that share most of its words, as
-  `rag eval calibrate` asks a question with its own article removed.
+  `rag eval calibrate` asks a question with its own article removed;
+- a fact-removed negative: its own paragraph with the sentence holding the answer cut out,
+  read at the place where that sentence was. The subject, the names and the neighbouring
+  facts are all there; only the fact asked is not (the reader's hardest case in service: "the
+  article mentions the EAST reactor's record, but not its temperature").
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.sentences import split_sentences
 from common.text import content_terms
 from index.squad import read_squad
 from rag.reader.inputs import windows
@@ -23,6 +28,7 @@ from rag.reader.inputs import windows
 HELD_OUT_SHARE = 5  # one article in five is held out
 NEAR_MISSES = 1
 OTHER_ARTICLE = 1
+FACT_REMOVED = True
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Example:
     question: str
     window: str
     answer: tuple[int, int] | None
-    kind: str  # "answer", "near-miss" or "other-article"
+    kind: str  # "answer", "near-miss", "other-article" or "fact-removed"
     article: str
 
 
@@ -80,6 +86,9 @@ def make_examples(questions: list[Question], seed: int) -> list[Example]:
         other = [w for w in ranked if w[0] != q.article][:OTHER_ARTICLE]
         out += [Example(q.question, w[1], None, "near-miss", q.article) for w in near]
         out += [Example(q.question, w[1], None, "other-article", q.article) for w in other]
+        removed = _fact_removed(q) if FACT_REMOVED else None
+        if removed is not None:
+            out.append(removed)
     random.Random(seed).shuffle(out)
     return out
 
@@ -90,6 +99,25 @@ def _answer_window(q: Question) -> Example | None:
         if a <= q.answer_start and end <= b:
             return Example(q.question, q.context[a:b], (q.answer_start - a, end - a), "answer", q.article)
     return None
+
+
+def _fact_removed(q: Question) -> Example | None:
+    """The window of the paragraph, without the sentences holding the answer, at their place; None
+    when nothing is left there or the answer's words still appear in what is left."""
+    end = q.answer_start + len(q.answer)
+    cut = [(a, b) for a, b in split_sentences(q.context) if a < end and b > q.answer_start]
+    if not cut:
+        return None
+    at = cut[0][0]
+    rest = q.context[:at] + q.context[cut[-1][1]:]
+    spans = windows(rest)
+    if not spans:
+        return None
+    a, b = next(((a, b) for a, b in spans if b >= at), spans[-1])
+    text = rest[a:b]
+    if q.answer.casefold() in text.casefold():
+        return None
+    return Example(q.question, text, None, "fact-removed", q.article)
 
 
 def _window_pool(questions: list[Question]) -> list[tuple[str, str, frozenset]]:
