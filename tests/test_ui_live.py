@@ -331,3 +331,30 @@ def test_an_abstention_after_answers_is_in_view_with_one_scroll(browser, base_ur
                          ), "nothing inside the chat scrolls on its own: the page is the one scroll"
     screenshot(page, f"ui-abstention-{viewport['width']}.png")
     context.close()
+
+
+def test_the_review_table_is_readable_on_a_phone(browser, base_url):
+    """At 390 px the table had seven columns of 23-140 px, headers written one letter a line; it now
+    keeps id, question, verdict and run, header over body, and the intro stacks over the key."""
+    context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    page.goto(f"{base_url}/ui/")
+    page.get_by_role("tab", name="Review room").click()
+    page.wait_for_selector("#eval-table [role=gridcell]")
+    widths = page.evaluate("""() => {
+      const table = document.querySelector('#eval-table');
+      const width = sel => { const e = table.querySelector(sel); return e ? e.getBoundingClientRect().width : -1; };
+      return {body: [0, 1, 2, 3, 4, 5, 6].map(c => width(`[role=gridcell][data-col="${c}"]`)),
+              head: [0, 1, 2, 3, 4, 5, 6].map(c => width(`[data-heading="${c}"]`)),
+              table: table.clientWidth, overflow: table.scrollWidth - table.clientWidth};
+    }""")
+    assert widths["body"][2:5] == [0, 0, 0] and widths["head"][2:5] == [0, 0, 0], "lang, tags, answerable hidden"
+    assert widths["body"][1] >= 0.45 * widths["table"], "the question column takes the room"
+    assert min(widths["body"][i] for i in (0, 5, 6)) >= 40, widths
+    assert all(abs(b - h) <= 2 for b, h in zip(widths["body"], widths["head"])), "headers sit over their columns"
+    assert widths["overflow"] <= 2
+    intro, key = (page.locator(s).bounding_box() for s in ("#review-head [data-testid=markdown]", "#editor-key"))
+    assert key["y"] >= intro["y"] + intro["height"] - 1, "the key sits below the intro"
+    screenshot(page, "ui-review-390.png")
+    context.close()

@@ -53,6 +53,24 @@ CSS = """
 .run-summary .grid { display: flex; flex-wrap: wrap; gap: 6px; }
 .run-summary .cell { border: 1px solid #e5e7eb; border-radius: 6px; padding: 3px 8px; font-size: 0.88em; }
 .run-summary .cell .k { color: #6b7280; margin-right: 6px; } .run-summary .cell .v { font-weight: 600; }
+/* On a phone the review room stacks its intro over the key, and the eval table keeps id, question,
+   verdict and run (lang, tags and answerable are in the item's form below it). Gradio 6's table is a
+   grid of flex rows whose cells carry inline widths, hence the !important. */
+@media (max-width: 640px) {
+  #review-head { flex-wrap: wrap; }
+  #review-head > * { min-width: 100% !important; }
+  #eval-table [data-col="2"], #eval-table [data-col="3"], #eval-table [data-col="4"],
+  #eval-table [data-heading="2"], #eval-table [data-heading="3"], #eval-table [data-heading="4"] {
+    display: none !important; }
+  #eval-table table { table-layout: fixed !important; width: 100% !important; }
+  #eval-table [data-col="0"], #eval-table [data-heading="0"] {
+    width: 18% !important; min-width: 18% !important; max-width: 18% !important; flex: 0 0 18% !important; }
+  #eval-table [data-col="1"], #eval-table [data-heading="1"] {
+    width: 52% !important; min-width: 52% !important; max-width: 52% !important; flex: 0 0 52% !important; }
+  #eval-table [data-col="5"], #eval-table [data-col="6"], #eval-table [data-heading="5"],
+  #eval-table [data-heading="6"] {
+    width: 15% !important; min-width: 15% !important; max-width: 15% !important; flex: 0 0 15% !important; }
+}
 """
 
 # Clicking [n] scrolls its source card into view (inside the chat's scrolling box) and flashes it.

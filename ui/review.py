@@ -230,7 +230,7 @@ class View:
 
 def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
     choices = filter_choices(lang, room.tags())
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="review-head"):
         intro = gr.Markdown(t(lang, "review_intro"))
         key = gr.Textbox(label=t(lang, "editor_key"), type="password", elem_id="editor-key", max_lines=1,
                          placeholder=t(lang, "editor_key_hint"), scale=0, min_width=260)
