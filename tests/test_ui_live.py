@@ -358,3 +358,27 @@ def test_the_review_table_is_readable_on_a_phone(browser, base_url):
     assert key["y"] >= intro["y"] + intro["height"] - 1, "the key sits below the intro"
     screenshot(page, "ui-review-390.png")
     context.close()
+
+
+def test_a_french_browser_never_sees_the_page_in_english(browser, base_url):
+    """The page is built in English and relabelled once the browser's language is known; a French
+    browser used to see it in English for about 0.6 s. Every animation frame is checked from the start."""
+    context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 800})
+    context.add_init_script("""
+      window.__englishSeen = 0; window.__frenchAt = null;
+      const look = () => {
+        const title = document.querySelector('#title');
+        const shown = title && getComputedStyle(document.body).visibility === 'visible' && title.innerText.trim();
+        if (shown === 'Ask the articles') window.__englishSeen += 1;
+        if (shown === 'Interrogez les articles') { window.__frenchAt = performance.now(); return; }
+        requestAnimationFrame(look);
+      };
+      requestAnimationFrame(look);
+    """)
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    page.goto(f"{base_url}/ui/")
+    page.wait_for_function("() => window.__frenchAt !== null")
+    assert page.evaluate("window.__englishSeen") == 0, "English was painted first"
+    assert page.evaluate("window.__frenchAt") < 5000
+    context.close()

@@ -1,6 +1,7 @@
 """The web UI (Gradio Blocks): the readers' chat and the editors' review room, mounted beside the API."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,7 +98,26 @@ new MutationObserver(() => {
     (target.previousElementSibling || target).scrollIntoView({behavior: 'smooth', block: 'start'});
   }
 }).observe(document.documentElement, {childList: true, subtree: true});
-</script>"""
+</script>
+<style>html.lang-pending body { visibility: hidden; }</style>
+<script>
+// With the language left to the browser (#title.lang-auto) the page is built in English and relabelled
+// once the browser's language is known, a round trip later: a French browser saw English for ~0.6 s.
+// The page now stays hidden until its title is in the browser's language (2 s at most).
+(() => {
+  const langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || 'en'];
+  if (!String(langs[0]).toLowerCase().startsWith('fr')) return;
+  const root = document.documentElement;
+  root.classList.add('lang-pending');
+  const observer = new MutationObserver(() => {
+    const title = document.querySelector('#title');
+    if (title && (!title.classList.contains('lang-auto') || title.innerText.trim() === FRENCH_TITLE)) done();
+  });
+  const done = () => { root.classList.remove('lang-pending'); observer.disconnect(); };
+  observer.observe(root, {childList: true, subtree: true, characterData: true});
+  setTimeout(done, 2000);
+})();
+</script>""".replace("FRENCH_TITLE", json.dumps(t("fr", "title")))
 
 
 def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", settings: Settings | None = None,
@@ -109,7 +129,8 @@ def build_ui(get_pipeline: Callable[[], Pipeline], language: str = "auto", setti
     # No telemetry or version check: the server makes no outbound call.
     with gr.Blocks(title="newsrag", analytics_enabled=False) as ui:
         with gr.Row(equal_height=True):
-            title = gr.Markdown(f"## {t(start, 'title')}", elem_id="title")
+            title = gr.Markdown(f"## {t(start, 'title')}", elem_id="title",
+                                elem_classes=["lang-auto"] if language == "auto" else None)
             switch = gr.Radio([("English", "en"), ("Français", "fr")], value=start, show_label=False,
                               elem_id="lang-switch", container=False)
         turns = gr.State([])
