@@ -66,7 +66,11 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr = Field(SecretStr(""), description="default OPENAI_API_KEY")
     openai_model: str = Field("gpt-4o-mini", description="Model name the server knows")
     llamacpp_model: Path | None = Field(None, description="GGUF file of the llamacpp backend")
-    llamacpp_threads: int = Field(0, ge=0, le=256, description="CPU threads of llamacpp; 0 = all cores")
+    llamacpp_threads: int = Field(0, ge=0, le=256, description="CPU threads of llamacpp; 0 = one on a machine "
+                                  "with two cores or fewer, else all cores")
+    llamacpp_engine: Literal["auto", "xllamacpp", "llama-cpp-python"] = Field(
+        "auto", description="What runs the GGUF model: xllamacpp (prebuilt wheels), llama-cpp-python (compiled), "
+        "or auto: xllamacpp when installed")
     llm_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the model's first or next bytes")
     llm_deadline: float = Field(120.0, gt=0, description="Seconds one generative answer may take in all")
     llm_retries: int = Field(2, ge=0, le=10, description="Retries on HTTP 429/5xx and refused connections")

@@ -151,9 +151,9 @@ def llamacpp_skip_reason() -> str:
     import os
 
     path = os.environ.get("RAG_LLAMACPP_MODEL", "")
-    if importlib.util.find_spec("llama_cpp") is None:
-        return ("llama-cpp-python is not installed: build it as README 'Generative backends' says "
-                "(pip install '.[llamacpp]' with CMAKE_ARGS) and set RAG_LLAMACPP_MODEL to a GGUF file")
+    if importlib.util.find_spec("xllamacpp") is None and importlib.util.find_spec("llama_cpp") is None:
+        return ("no llama.cpp engine is installed: pip install '.[xllamacpp]' (prebuilt), or build llama-cpp-python "
+                "as README 'Generative backends' says, and set RAG_LLAMACPP_MODEL to a GGUF file")
     if not path or not os.path.isfile(path):
         return f"RAG_LLAMACPP_MODEL is {path or 'unset'}; set it to a GGUF chat model file to run llamacpp"
     return ""
