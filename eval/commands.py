@@ -25,6 +25,64 @@ def register_commands(sub) -> None:
     _add_eval_answers(evals)
     _add_eval_reader(evals)
     _add_eval_followups(evals)
+    _add_eval_items(evals)
+
+
+def _add_eval_items(evals) -> None:
+    """``rag eval items export|import|delete``: the eval set in and out of the editors' hands."""
+    p = evals.add_parser("items", help="export, import or delete eval set items (JSON Lines or CSV)")
+    ops = p.add_subparsers(title="operations", required=True)
+    e = ops.add_parser("export", help="write the items (with their verdicts) as JSON Lines or CSV")
+    e.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    e.add_argument("--out", default="-", metavar="FILE", help="default: standard output")
+    e.set_defaults(func=_cmd_items_export)
+    i = ops.add_parser("import", help="add items from a JSON Lines or CSV file; an existing id is updated")
+    i.add_argument("file", metavar="FILE", help=".jsonl (or .json lines) or .csv, as `export` writes them")
+    i.set_defaults(func=_cmd_items_import)
+    d = ops.add_parser("delete", help="remove items by id")
+    d.add_argument("ids", nargs="+", metavar="ID")
+    d.set_defaults(func=_cmd_items_delete)
+    for q in (e, i, d):
+        q.add_argument("--eval-set", default=None, metavar="FILE", help="default RAG_EVAL_SET (eval/items.jsonl)")
+
+
+def _evalset(args):
+    from eval.dataset import EvalSet
+
+    return EvalSet(args.eval_set or get_settings().eval_set)
+
+
+def _cmd_items_export(args) -> int:
+    from eval.dataset import items_to_csv, items_to_jsonl
+
+    items = _evalset(args).items()
+    text = items_to_csv(items) if args.format == "csv" else items_to_jsonl(items)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(items)} items written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_items_import(args) -> int:
+    from eval.dataset import parse_items
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; give a .jsonl or .csv export")
+    evalset = _evalset(args)
+    done = evalset.import_items(parse_items(path.read_text(encoding="utf-8"), path.name), str(path))
+    print(f"{len(done['added'])} added, {len(done['updated'])} updated in {evalset.path}")
+    return 0
+
+
+def _cmd_items_delete(args) -> int:
+    evalset = _evalset(args)
+    for item_id in args.ids:
+        evalset.delete(item_id)
+    print(f"{len(args.ids)} deleted from {evalset.path}")
+    return 0
 
 
 def _add_eval_followups(evals) -> None:

@@ -8,8 +8,10 @@ SQuAD-format files (such as PIAF) are read as sets of answerable items.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import fcntl
+import io
 import json
 import os
 import re
@@ -174,6 +176,37 @@ class EvalSet:
             items[pos] = dataclasses.replace(old, verdicts=(*old.verdicts, entry))
         return items[pos]
 
+    def delete(self, item_id: str) -> EvalItem:
+        """Remove an item (with its verdicts); NotFoundError when there is none with this id."""
+        with self._editing() as items:
+            pos, old = _find(items, item_id, self.path)
+            del items[pos]
+        return old
+
+    def import_items(self, records: list[dict], where: str = "import") -> dict:
+        """Add the records' items, all checked before anything is written: an item whose id is in the
+        set replaces its fields and gains the verdicts it does not have yet; one without an id gets the
+        next ``qNNN``. Returns the ids added and updated."""
+        incoming = [EvalItem.from_dict(r, f"{where}: item {n}") for n, r in enumerate(records, 1)]
+        named = [i.id for i in incoming if i.id]
+        if len(named) != len(set(named)):
+            raise InputError(f"{where}: the same id appears twice; give each item a unique id")
+        added, updated = [], []
+        with self._editing() as items:
+            position = {item.id: pos for pos, item in enumerate(items)}
+            for item in incoming:
+                if item.id in position:
+                    old = items[position[item.id]]
+                    verdicts = old.verdicts + tuple(v for v in item.verdicts if v not in old.verdicts)
+                    items[position[item.id]] = dataclasses.replace(item, verdicts=verdicts)
+                    updated.append(item.id)
+                else:
+                    item = item if item.id else dataclasses.replace(item, id=_next_id({i.id for i in items}))
+                    position[item.id] = len(items)
+                    items.append(item)
+                    added.append(item.id)
+        return {"added": added, "updated": updated}
+
     @contextlib.contextmanager
     def _editing(self):
         """Lock, read the items, let the caller change the list, write it back atomically."""
@@ -243,3 +276,58 @@ def _find(items: list[EvalItem], item_id: str, path: Path) -> tuple[int, EvalIte
 def _next_id(ids: set[str]) -> str:
     numbers = [int(m.group(1)) for i in ids if (m := re.fullmatch(r"q(\d+)", i))]
     return f"q{max(numbers, default=0) + 1:03d}"
+
+
+CSV_COLUMNS = ("id", "question", "expected_answer", "evidence", "answerable", "language", "tags", "verdicts")
+
+
+def items_to_jsonl(items: list[EvalItem]) -> str:
+    """The items as the eval set's own JSON Lines."""
+    return "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items)
+
+
+def items_to_csv(items: list[EvalItem]) -> str:
+    """The items as CSV for a spreadsheet: tags joined by "|", verdicts as a JSON list in one cell."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for i in items:
+        writer.writerow([i.id, i.question, i.expected_answer, i.evidence, "true" if i.answerable else "false",
+                         i.language, "|".join(i.tags), json.dumps([dict(v) for v in i.verdicts], ensure_ascii=False)])
+    return out.getvalue()
+
+
+def parse_items(text: str, name: str) -> list[dict]:
+    """Records from an export: CSV when ``name`` ends in .csv (the columns ``items_to_csv`` writes, id
+    and question at least), else JSON Lines. InputError names the line and what is wrong."""
+    if name.lower().endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if rows and not {"question"} <= set(rows[0]):
+            raise InputError(f"{name}: a CSV of eval items needs a header with at least: question "
+                             f"(columns: {', '.join(CSV_COLUMNS)})")
+        return [_csv_record(row, f"{name}:{n}") for n, row in enumerate(rows, 2)]
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{name}:{lineno}: not valid JSON ({exc.msg}); one item per line") from exc
+    return records
+
+
+def _csv_record(row: dict, where: str) -> dict:
+    record = {k: v for k, v in row.items() if k in CSV_COLUMNS and v not in (None, "")}
+    if "answerable" in record:
+        value = record["answerable"].strip().lower()
+        if value not in ("true", "false", "yes", "no", "1", "0"):
+            raise InputError(f"{where}: answerable is {record['answerable']!r}; write true or false")
+        record["answerable"] = value in ("true", "yes", "1")
+    if "tags" in record:
+        record["tags"] = [t.strip() for t in record["tags"].split("|") if t.strip()]
+    if "verdicts" in record:
+        try:
+            record["verdicts"] = json.loads(record["verdicts"])
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: verdicts is not a JSON list ({exc.msg})") from exc
+    return record

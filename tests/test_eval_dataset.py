@@ -167,3 +167,77 @@ def test_eval_data_layer_import_is_light():
             "print(','.join(m for m in ('torch', 'faiss', 'sentence_transformers', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
+
+
+def _two_items(tmp_path):
+    from eval.dataset import EvalItem, EvalSet
+
+    evalset = EvalSet(tmp_path / "items.jsonl")
+    evalset.add(EvalItem("", "Qui dirige OpenAI ?", "Sam Altman", "Sam Altman dirige OpenAI.", True, "fr", ("faq",)))
+    evalset.add(EvalItem("", "Combien vaut Mistral ?", "", "", False, "fr", ("unanswerable", "money")))
+    evalset.record_verdict("q001", "correct", "ok, «guillemets», commas", by="alice")
+    return evalset
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_imported_into_an_empty_set_gives_the_same_items(tmp_path, fmt):
+    from eval.dataset import EvalSet, items_to_csv, items_to_jsonl, parse_items
+
+    source = _two_items(tmp_path)
+    text = (items_to_csv if fmt == "csv" else items_to_jsonl)(source.items())
+    target = EvalSet(tmp_path / "copy" / "items.jsonl")
+    assert target.import_items(parse_items(text, f"export.{fmt}")) == {"added": ["q001", "q002"], "updated": []}
+    assert target.items() == source.items()
+
+
+def test_an_import_updates_known_ids_keeps_their_verdicts_and_numbers_new_items(tmp_path):
+    evalset = _two_items(tmp_path)
+    result = evalset.import_items([
+        {"id": "q001", "question": "Qui dirige OpenAI aujourd'hui ?", "expected_answer": "Sam Altman",
+         "verdicts": [{"verdict": "incorrect", "comment": "", "at": "2026-12-01T10:00:00Z", "by": "bob"}]},
+        {"question": "Où est le siège d'OpenAI ?", "answerable": False}])
+    assert result == {"added": ["q003"], "updated": ["q001"]}
+    item = evalset.get("q001")
+    assert item.question.endswith("aujourd'hui ?") and [v["by"] for v in item.verdicts] == ["alice", "bob"]
+
+
+def test_a_bad_import_writes_nothing(tmp_path):
+    from common.errors import InputError
+
+    evalset = _two_items(tmp_path)
+    before = evalset.path.read_bytes()
+    with pytest.raises(InputError, match="item 2.*no question"):
+        evalset.import_items([{"id": "q009", "question": "Ok ?", "answerable": False}, {"id": "q010"}])
+    with pytest.raises(InputError, match="same id appears twice"):
+        evalset.import_items([{"id": "x", "question": "a", "answerable": False},
+                              {"id": "x", "question": "b", "answerable": False}])
+    assert evalset.path.read_bytes() == before
+
+
+def test_delete_removes_one_item_and_says_when_there_is_none(tmp_path):
+    from common.errors import NotFoundError
+
+    evalset = _two_items(tmp_path)
+    assert evalset.delete("q002").question.startswith("Combien")
+    assert [i.id for i in evalset.items()] == ["q001"]
+    with pytest.raises(NotFoundError, match="no eval item 'q002'"):
+        evalset.delete("q002")
+
+
+def test_the_cli_exports_imports_and_deletes(tmp_path):
+    import subprocess
+    import sys
+
+    evalset = _two_items(tmp_path)
+    rag = [sys.executable, "-m", "newsrag.cli", "eval", "items"]
+    out = tmp_path / "items.csv"
+    subprocess.run([*rag, "export", "--format", "csv", "--out", str(out), "--eval-set", str(evalset.path)], check=True)
+    subprocess.run([*rag, "delete", "q001", "q002", "--eval-set", str(evalset.path)], check=True)
+    assert evalset.items() == []
+    done = subprocess.run([*rag, "import", str(out), "--eval-set", str(evalset.path)], check=True,
+                          capture_output=True, text=True)
+    assert "2 added, 0 updated" in done.stdout and len(evalset.items()) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question,answerable\nz1,Hello?,maybe\n", encoding="utf-8")
+    failed = subprocess.run([*rag, "import", str(bad), "--eval-set", str(evalset.path)], capture_output=True, text=True)
+    assert failed.returncode != 0 and "bad.csv:2: answerable is 'maybe'; write true or false" in failed.stderr
