@@ -382,3 +382,37 @@ def test_a_french_browser_never_sees_the_page_in_english(browser, base_url):
     assert page.evaluate("window.__englishSeen") == 0, "English was painted first"
     assert page.evaluate("window.__frenchAt") < 5000
     context.close()
+
+
+def test_review_room_exports_imports_and_deletes_items(page_in, eval_copy, tmp_path):
+    page = page_in("en-US")
+    page.get_by_role("tab", name="Review room").click()
+    page.click("#transfer")
+    page.click("#export-csv")
+    page.locator("#review-status", has_text="Exported").wait_for()
+    with page.expect_download() as download:
+        page.locator("#export-file a").first.click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,question,expected_answer") and "q011" in "\n".join(lines)
+
+    upload = tmp_path / "new-items.csv"
+    upload.write_text("id,question,answerable,tags\nui-import-1,Qui a fondé Mistral AI ?,false,ui|import\n",
+                      encoding="utf-8")
+    page.set_input_files("#import-file input[type=file]", str(upload))
+    page.locator("#import-file .file-preview").wait_for()
+    page.click("#import-items")
+    page.locator("#review-status", has_text="Sign-in needed").wait_for()
+    assert "ui-import-1" not in {i.id for i in EvalSet(eval_copy).items()}, "no key, no import"
+    page.fill("#editor-key input", EDITOR_KEY)
+    page.click("#import-items")
+    page.locator("#review-status", has_text="Imported").wait_for()
+    assert EvalSet(eval_copy).get("ui-import-1").tags == ("ui", "import")
+
+    page.click("#f-tag input")
+    page.get_by_role("option", name="import").click()
+    page.locator("#eval-table [role=gridcell]", has_text="ui-import-1").click()
+    page.wait_for_function("() => document.querySelector('#item-question textarea').value.includes('Mistral')")
+    page.click("#delete-item")
+    page.locator("#review-status", has_text="Deleted").wait_for()
+    assert "ui-import-1" not in {i.id for i in EvalSet(eval_copy).items()}
+    page.locator("#eval-table [role=gridcell]", has_text="ui-import-1").wait_for(state="detached")

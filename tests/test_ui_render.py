@@ -92,7 +92,8 @@ class RecordingPipeline:
         yield from self.events
 
 
-def test_chat_streams_then_shows_sources_and_keeps_the_conversation():
+def test_chat_streams_then_shows_sources_and_keeps_the_conversation(monkeypatch):
+    monkeypatch.setattr("ui.chat.PAINT_INTERVAL", 0.0)  # every delta painted (tests/test_ui_stream.py: coalescing)
     done = answer("Réponse. [1]", [citation(1, "Réponse. Suite.", [(0, 8)])])
     fake = RecordingPipeline([{"event": "citations", "data": []}, {"event": "delta", "data": {"text": "Réponse. "}},
                               {"event": "delta", "data": {"text": "[1]"}}, {"event": "done", "data": done}])

@@ -9,6 +9,7 @@ directly through Gradio's queue without a valid key changes nothing. A verdict r
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,40 @@ class Handlers:
         return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run),
                 gr.update(choices=filter_choices(language, self.room.tags())["tag"]), "", "", "", "")
 
+    @guarded(outputs=2)
+    def export(self, language, fmt):
+        """The whole set, with its verdicts, as a file to download (JSON Lines or CSV)."""
+        from eval.dataset import items_to_csv, items_to_jsonl
+
+        items = self.room.evalset.items()
+        folder = Path(tempfile.mkdtemp(prefix="eval-export-"))
+        path = folder / f"{self.room.evalset.path.stem}.{fmt}"
+        path.write_text(items_to_csv(items) if fmt == "csv" else items_to_jsonl(items), encoding="utf-8")
+        return done(f"{t(language, 'exported')}: {len(items)} {t(language, 'items')}"), str(path)
+
+    @guarded(outputs=3)
+    @signed
+    def import_file(self, language, by, upload, tag, verdict, run):
+        """Add or update items from an exported file; nothing is written when any item is wrong."""
+        from eval.dataset import parse_items
+
+        if not upload:
+            return t(language, "pick_file"), gr.update(), gr.update()
+        path = Path(upload)
+        result = self.room.evalset.import_items(parse_items(path.read_text(encoding="utf-8"), path.name), path.name)
+        return (done(f"{t(language, 'imported')} ({by}): {len(result['added'])} {t(language, 'items')}, "
+                     f"{len(result['updated'])} {t(language, 'updated')}"), self.table(language, tag, verdict, run),
+                gr.update(choices=filter_choices(language, self.room.tags())["tag"]))
+
+    @guarded(outputs=3)
+    @signed
+    def delete(self, language, by, item_id, tag, verdict, run):
+        """Remove the selected item from the set."""
+        if not item_id:
+            return t(language, "select_first"), gr.update(), gr.update()
+        self.room.evalset.delete(item_id)
+        return (done(f"{t(language, 'deleted')} ({by}): {item_id}"), self.table(language, tag, verdict, run), "")
+
     def feedback_table(self, language: str) -> pd.DataFrame:
         """The readers' 👎, newest first: candidate items for the eval set."""
         rows = [[f.at, f.reason or "👎", f.question, f.answer[:300]] for f in self.feedback.items("down")[:100]]
@@ -226,6 +261,7 @@ class View:
     history: dict  # accordion, newer, older, compare, changes
     feedback: dict  # accordion, table
     adder: dict  # accordion, from_chat, question, expected, evidence, answerable, language, tags, add
+    transfer: dict  # accordion, jsonl, csv, delete, download, upload, import
 
 
 def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
@@ -268,7 +304,7 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
                       "metrics": gr.HTML("", elem_id="item-metrics"),
                       "run_item": gr.Button(t(lang, "run_item"), elem_id="run-item")}
     return View(intro, key, status, filters, refresh, grid, gr.State(""), item, result, run_all, summary, history,
-                feedback, _adder(lang))
+                feedback, _adder(lang), _transfer(lang))
 
 
 def _item_panel(lang: str) -> dict:
@@ -281,6 +317,20 @@ def _item_panel(lang: str) -> dict:
             "comment": gr.Textbox(label=t(lang, "comment"), lines=2, elem_id="verdict-comment"),
             "record": gr.Button(t(lang, "record"), variant="primary", elem_id="record-verdict"),
             "history": gr.Markdown("", elem_id="verdict-history")}
+
+
+def _transfer(lang: str) -> dict:
+    with gr.Accordion(t(lang, "transfer"), open=False, elem_id="transfer") as accordion:
+        with gr.Row():
+            parts = {"accordion": accordion,
+                     "jsonl": gr.Button(t(lang, "export_jsonl"), size="sm", elem_id="export-jsonl"),
+                     "csv": gr.Button(t(lang, "export_csv"), size="sm", elem_id="export-csv"),
+                     "delete": gr.Button(t(lang, "delete"), size="sm", variant="stop", elem_id="delete-item")}
+        parts["download"] = gr.File(label=t(lang, "exported"), interactive=False, elem_id="export-file")
+        parts["upload"] = gr.File(label=t(lang, "import_file"), file_types=[".jsonl", ".csv", ".json"],
+                                  type="filepath", elem_id="import-file")
+        parts["import"] = gr.Button(t(lang, "import"), size="sm", elem_id="import-items")
+    return parts
 
 
 def _adder(lang: str) -> dict:
@@ -318,6 +368,12 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
         h.loaded, [language, *filters], [v.summary, v.grid, v.history["newer"], v.history["older"],
                                          v.feedback["table"]], **PRIVATE)
     a["from_chat"].click(h.from_chat, turns, [a["question"], a["language"]], **PRIVATE)
+    x = v.transfer
+    for fmt in ("jsonl", "csv"):
+        x[fmt].click(functools.partial(h.export, fmt=fmt), language, [v.status, x["download"]], **PRIVATE)
+    x["import"].click(h.import_file, [language, v.key, x["upload"], *filters], [v.status, v.grid, v.filters[0]],
+                      **PRIVATE)
+    x["delete"].click(h.delete, [language, v.key, v.selected, *filters], [v.status, v.grid, v.selected], **PRIVATE)
     hist = v.history
     v.feedback["table"].select(h.feedback_pick, None, [a["question"], a["language"], a["accordion"]], **PRIVATE)
     hist["compare"].click(h.compare, [language, hist["newer"], hist["older"]], [v.status, hist["changes"]], **PRIVATE)
@@ -357,7 +413,11 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (a["question"], label("question")),
             (a["expected"], label("expected")), (a["evidence"], label("evidence")),
             (a["answerable"], label("answerable")),
-            (a["language"], label("item_lang")), (a["tags"], label("tags")), (a["add"], value("add"))]
+            (a["language"], label("item_lang")), (a["tags"], label("tags")), (a["add"], value("add")),
+            (v.transfer["accordion"], label("transfer")), (v.transfer["jsonl"], value("export_jsonl")),
+            (v.transfer["csv"], value("export_csv")), (v.transfer["delete"], value("delete")),
+            (v.transfer["download"], label("exported")), (v.transfer["upload"], label("import_file")),
+            (v.transfer["import"], value("import"))]
 
 
 def build_review_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, eval_path: Path | None,
