@@ -416,3 +416,15 @@ def test_review_room_exports_imports_and_deletes_items(page_in, eval_copy, tmp_p
     page.locator("#review-status", has_text="Deleted").wait_for()
     assert "ui-import-1" not in {i.id for i in EvalSet(eval_copy).items()}
     page.locator("#eval-table [role=gridcell]", has_text="ui-import-1").wait_for(state="detached")
+
+
+def test_review_room_search_narrows_the_table(page_in, eval_copy):
+    page = page_in("fr-FR")
+    page.get_by_role("tab", name="Salle de relecture").click()
+    page.locator("#eval-table [role=gridcell]", has_text="q001").wait_for()
+    page.fill("#f-search input, #f-search textarea", "mistral")
+    page.locator("#eval-table [role=gridcell]", has_text="q001").wait_for(state="detached")
+    shown = [r.strip() for r in page.locator("#eval-table [role=gridcell][data-col='0']").all_inner_texts()]
+    expected = [i.id for i in EvalSet(eval_copy).items()
+                if "mistral" in f"{i.question} {i.expected_answer} {i.evidence}".lower()]
+    assert shown == expected and shown

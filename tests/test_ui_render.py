@@ -290,3 +290,27 @@ def test_literal_text_round_trips_through_html(text):
 
     shown = literal(text)
     assert _html.unescape(shown) == text and "<" not in shown and "[" not in shown and "(" not in shown
+
+
+def test_the_search_keeps_items_holding_all_its_words_accents_and_case_ignored(room):
+    hits = [room.evalset.get(r[0]) for r in room.rows("en", search="MISTRAL")]
+    assert hits and all("mistral" in f"{i.question} {i.expected_answer} {i.evidence}".lower() for i in hits)
+    assert len(room.rows("en", search="milliards microsoft")) < len(room.rows("en", search="microsoft"))
+    assert room.rows("en", search="q011")[0][0] == "q011"
+    assert room.rows("en", search="réponse") == room.rows("en", search="reponse")
+    assert room.rows("en", search="zzz-nothing") == []
+
+
+def test_a_verdict_on_every_item_shown_needs_a_narrowed_table(tmp_path):
+    shutil.copy(REPO_EVAL_SET, tmp_path / "items.jsonl")
+    pipeline = fake_pipeline(tmp_path / "index")
+    room = ReviewRoom(tmp_path / "items.jsonl", lambda: pipeline)
+    handlers = Handlers(room, Settings(editor_keys="alice:k-alice"))
+    status, *_ = handlers.record_shown("en", "k-alice", "needs work", "", "", "", "", "")
+    assert "Narrow the table first" in status
+    assert not any(i.verdicts and i.verdicts[-1].get("comment") == "batch" for i in room.evalset.items())
+    shown = [r[0] for r in room.rows("en", search="mistral")]
+    status, comment, _ = handlers.record_shown("en", "k-alice", "needs work", "batch", "", "", "", "mistral")
+    assert status.startswith("✓") and f"{len(shown)} items" in status and comment == ""
+    marked = [i.id for i in room.evalset.items() if i.verdicts and i.verdicts[-1].get("comment") == "batch"]
+    assert marked == shown and all(room.evalset.get(i).verdicts[-1]["by"] == "alice" for i in marked)

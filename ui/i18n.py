@@ -43,7 +43,12 @@ LABELS: dict[str, dict[str, str]] = {
         "verdict": "Verdict", "comment": "Comment", "record": "Record verdict", "save": "Save edits",
         "run_item": "Run eval on this item", "run_all": "Run eval on the whole set", "summary": "Last run summary",
         "new_item": "Add a new item", "from_chat": "Use the last chat question", "add": "Add item",
-        "transfer": "Export, import, delete", "export_jsonl": "Export JSON Lines", "export_csv": "Export CSV",
+        "transfer": "Export, import, delete", "f_search": "Search",
+        "record_shown": "Record this verdict on every item shown", "pick_verdict": "Pick a verdict first.",
+        "filter_first": "Narrow the table first (a filter or a search): a verdict for every item of the set is "
+        "not what this button is for.",
+        "f_search_hint": "words of the id, question, answer, evidence or tags",
+        "export_jsonl": "Export JSON Lines", "export_csv": "Export CSV",
         "exported": "Exported", "import_file": "File to import (.jsonl or .csv, as exported)",
         "import": "Import", "imported": "Imported", "updated": "updated", "pick_file": "Choose a file to import first.",
         "delete": "Delete the selected item", "deleted": "Deleted",
@@ -97,7 +102,13 @@ LABELS: dict[str, dict[str, str]] = {
         "run_item": "Évaluer cette question", "run_all": "Évaluer tout le jeu",
         "summary": "Résumé de la dernière évaluation",
         "new_item": "Ajouter une question", "from_chat": "Reprendre la dernière question du chat", "add": "Ajouter",
-        "transfer": "Exporter, importer, supprimer", "export_jsonl": "Exporter en JSON Lines",
+        "transfer": "Exporter, importer, supprimer", "f_search": "Rechercher",
+        "record_shown": "Enregistrer ce verdict pour toutes les questions affichées",
+        "pick_verdict": "Choisissez d'abord un verdict.",
+        "filter_first": "Réduisez d'abord le tableau (un filtre ou une recherche) : ce bouton n'est pas fait pour "
+        "juger tout le jeu d'un coup.",
+        "f_search_hint": "mots de l'identifiant, la question, la réponse, la preuve ou les étiquettes",
+        "export_jsonl": "Exporter en JSON Lines",
         "export_csv": "Exporter en CSV", "exported": "Exporté", "import_file": "Fichier à importer (.jsonl ou .csv, "
         "comme exporté)", "import": "Importer", "imported": "Importé", "updated": "mises à jour",
         "pick_file": "Choisissez d'abord un fichier à importer.", "delete": "Supprimer la question choisie",

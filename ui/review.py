@@ -50,7 +50,7 @@ class ReviewTab:
 
     room: ReviewRoom
     relabel: Relabel
-    refresh: Callable  # (language, tag, verdict, run) -> what a page load shows
+    refresh: Callable  # (language, tag, verdict, run, search) -> what a page load shows
     refresh_inputs: list
     refresh_outputs: list
 
@@ -93,9 +93,10 @@ class Handlers:
         self.room, self.settings = room, settings
         self.feedback = FeedbackStore(settings.feedback_file)
 
-    def table(self, language: str, tag: str, verdict: str, run: str) -> pd.DataFrame:
+    def table(self, language: str, tag: str, verdict: str, run: str, search: str = "") -> pd.DataFrame:
         """The filtered eval set as the table's value."""
-        return pd.DataFrame(self.room.rows(language, tag or ALL, verdict or ALL, run or ALL), columns=headers(language))
+        return pd.DataFrame(self.room.rows(language, tag or ALL, verdict or ALL, run or ALL, search or ""),
+                            columns=headers(language))
 
     def detail(self, item: EvalItem, language: str) -> tuple:
         """(header, question, expected, evidence, history, answer, metrics) of one item."""
@@ -117,27 +118,41 @@ class Handlers:
 
     @guarded(outputs=4)
     @signed
-    def record(self, language, by, item_id, verdict, comment, tag, verdict_filter, run):
+    def record(self, language, by, item_id, verdict, comment, tag, verdict_filter, run, search=""):
         """Record the editor's verdict on the selected item."""
         if not item_id:
             return t(language, "select_first"), gr.update(), gr.update(), gr.update()
         item = self.room.evalset.record_verdict(item_id, verdict or "", comment or "", by=by)
         return (done(f"{t(language, 'recorded')}: {item.id} → {t(language, 'v_' + verdict)} ({by})"),
-                history_markdown(item, language), "", self.table(language, tag, verdict_filter, run))
+                history_markdown(item, language), "", self.table(language, tag, verdict_filter, run, search))
+
+    @guarded(outputs=3)
+    @signed
+    def record_shown(self, language, by, verdict, comment, tag, verdict_filter, run, search=""):
+        """Record the editor's verdict on every item the table shows (its filters and search)."""
+        if not verdict:
+            return t(language, "pick_verdict"), gr.update(), gr.update()
+        if not any(x and x != ALL for x in (tag, verdict_filter, run)) and not (search or "").strip():
+            return t(language, "filter_first"), gr.update(), gr.update()
+        ids = [row[0] for row in self.room.rows(language, tag or ALL, verdict_filter or ALL, run or ALL, search or "")]
+        for item_id in ids:
+            self.room.evalset.record_verdict(item_id, verdict, comment or "", by=by)
+        return (done(f"{t(language, 'recorded')}: {len(ids)} {t(language, 'items')} → {t(language, 'v_' + verdict)} "
+                     f"({by})"), "", self.table(language, tag, verdict_filter, run, search))
 
     @guarded(outputs=2)
     @signed
-    def save(self, language, by, item_id, question, expected, evidence, tag, verdict, run):
+    def save(self, language, by, item_id, question, expected, evidence, tag, verdict, run, search=""):
         """Save the edited question, expected answer and evidence of the selected item."""
         if not item_id:
             return t(language, "select_first"), gr.update()
         item = self.room.evalset.update(item_id, question=question or "", expected_answer=expected or "",
                                         evidence=evidence or "")
-        return done(f"{t(language, 'saved')}: {item.id}"), self.table(language, tag, verdict, run)
+        return done(f"{t(language, 'saved')}: {item.id}"), self.table(language, tag, verdict, run, search)
 
     @guarded(outputs=4)
     @signed
-    def run_item(self, language, by, item_id, backend, tag, verdict, run):
+    def run_item(self, language, by, item_id, backend, tag, verdict, run, search=""):
         """Run the eval on the selected item and show its answer and metrics."""
         if not item_id:
             return t(language, "select_first"), gr.update(), gr.update(), gr.update()
@@ -145,29 +160,30 @@ class Handlers:
         result = self.room.result(item_id)
         return (done(f"{t(language, 'ran')} {item_id}: {t(language, 'pass' if result['ok'] else 'fail')}"),
                 current_answer_html(result, language), metrics_html(result, language),
-                self.table(language, tag, verdict, run))
+                self.table(language, tag, verdict, run, search))
 
     @guarded(outputs=5)
     @signed
-    def run_all(self, language, by, item_id, backend, tag, verdict, run, progress=gr.Progress()):
+    def run_all(self, language, by, item_id, backend, tag, verdict, run, search="", progress=gr.Progress()):
         """Run the eval on the whole set; show the summary and refresh the selected item."""
         items = self.room.evalset.items()
         self.room.run(items, backend, progress=lambda i, n: progress((i, n), desc=t(language, "running")), by=by)
         result = self.room.result(item_id) if item_id else None
         keep = gr.update()
         return (done(f"{t(language, 'ran')} {len(items)} {t(language, 'items')}"),
-                summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
+                summary_html(self.room.summary, language), self.table(language, tag, verdict, run, search),
                 current_answer_html(result, language) if result else keep,
                 metrics_html(result, language) if result else keep)
 
     @guarded(outputs=7)
     @signed
-    def add(self, language, by, question, expected, evidence, answerable, item_language, tags, tag, verdict, run):
+    def add(self, language, by, question, expected, evidence, answerable, item_language, tags, tag, verdict, run,
+            search=""):
         """Add a new item (its id is the next free one) and clear the form."""
         item = self.room.evalset.add(EvalItem("", question or "", expected or "", evidence or "", bool(answerable),
                                               item_language or "fr",
                                               tuple(x.strip() for x in (tags or "").split(",") if x.strip())))
-        return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run),
+        return (done(f"{t(language, 'added')}: {item.id}"), self.table(language, tag, verdict, run, search),
                 gr.update(choices=filter_choices(language, self.room.tags())["tag"]), "", "", "", "")
 
     @guarded(outputs=2)
@@ -183,7 +199,7 @@ class Handlers:
 
     @guarded(outputs=3)
     @signed
-    def import_file(self, language, by, upload, tag, verdict, run):
+    def import_file(self, language, by, upload, tag, verdict, run, search=""):
         """Add or update items from an exported file; nothing is written when any item is wrong."""
         from eval.dataset import parse_items
 
@@ -192,17 +208,19 @@ class Handlers:
         path = Path(upload)
         result = self.room.evalset.import_items(parse_items(path.read_text(encoding="utf-8"), path.name), path.name)
         return (done(f"{t(language, 'imported')} ({by}): {len(result['added'])} {t(language, 'items')}, "
-                     f"{len(result['updated'])} {t(language, 'updated')}"), self.table(language, tag, verdict, run),
+                     f"{len(result['updated'])} {t(language, 'updated')}"),
+                self.table(language, tag, verdict, run, search),
                 gr.update(choices=filter_choices(language, self.room.tags())["tag"]))
 
     @guarded(outputs=3)
     @signed
-    def delete(self, language, by, item_id, tag, verdict, run):
+    def delete(self, language, by, item_id, tag, verdict, run, search=""):
         """Remove the selected item from the set."""
         if not item_id:
             return t(language, "select_first"), gr.update(), gr.update()
         self.room.evalset.delete(item_id)
-        return (done(f"{t(language, 'deleted')} ({by}): {item_id}"), self.table(language, tag, verdict, run), "")
+        return (done(f"{t(language, 'deleted')} ({by}): {item_id}"), self.table(language, tag, verdict, run, search),
+                "")
 
     def feedback_table(self, language: str) -> pd.DataFrame:
         """The readers' 👎, newest first: candidate items for the eval set."""
@@ -217,13 +235,13 @@ class Handlers:
             return gr.update(), gr.update(), gr.update()
         return row[2], detect_language(str(row[2]), default="fr"), gr.update(open=True)
 
-    def loaded(self, language, tag, verdict, run):
+    def loaded(self, language, tag, verdict, run, search=""):
         """What a page (re)load shows: the last run's summary, the table and the saved runs, from the server
         as it is now, not as it was when the page was built."""
         choices = runs_choices(self.room, language)
         first = choices[0][1] if choices else None
         second = choices[1][1] if len(choices) > 1 else None
-        return (summary_html(self.room.summary, language), self.table(language, tag, verdict, run),
+        return (summary_html(self.room.summary, language), self.table(language, tag, verdict, run, search),
                 gr.update(choices=choices, value=first), gr.update(choices=choices, value=second),
                 self.feedback_table(language))
 
@@ -250,7 +268,7 @@ class View:
     intro: gr.Markdown
     key: gr.Textbox
     status: gr.Markdown
-    filters: tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]
+    filters: tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, gr.Textbox]  # tag, verdict, run, search
     refresh: gr.Button
     grid: gr.Dataframe
     selected: gr.State
@@ -274,7 +292,9 @@ def _layout(room: ReviewRoom, handlers: Handlers, lang: str) -> View:
     with gr.Row(equal_height=True):
         filters = (gr.Dropdown(choices["tag"], value=ALL, label=t(lang, "f_tag"), elem_id="f-tag", scale=2),
                    gr.Dropdown(choices["verdict"], value=ALL, label=t(lang, "f_verdict"), elem_id="f-verdict", scale=2),
-                   gr.Dropdown(choices["run"], value=ALL, label=t(lang, "f_run"), elem_id="f-run", scale=2))
+                   gr.Dropdown(choices["run"], value=ALL, label=t(lang, "f_run"), elem_id="f-run", scale=2),
+                   gr.Textbox("", label=t(lang, "f_search"), placeholder=t(lang, "f_search_hint"), elem_id="f-search",
+                              max_lines=1, scale=3))
         refresh = gr.Button(t(lang, "refresh"), elem_id="refresh", scale=1, size="sm")
         run_all = gr.Button(t(lang, "run_all"), elem_id="run-all", scale=1, size="sm")
     summary = gr.HTML(summary_html(room.summary, lang), elem_id="run-summary")
@@ -316,6 +336,7 @@ def _item_panel(lang: str) -> dict:
             "verdict": gr.Radio(verdict_choices(lang), label=t(lang, "verdict"), elem_id="verdict"),
             "comment": gr.Textbox(label=t(lang, "comment"), lines=2, elem_id="verdict-comment"),
             "record": gr.Button(t(lang, "record"), variant="primary", elem_id="record-verdict"),
+            "record_shown": gr.Button(t(lang, "record_shown"), size="sm", elem_id="record-shown"),
             "history": gr.Markdown("", elem_id="verdict-history")}
 
 
@@ -359,6 +380,8 @@ def _wire(v: View, h: Handlers, language: gr.Radio, turns: gr.State, backend: gr
     v.grid.select(h.select, [language, backend], [v.status, v.selected, *details], **PRIVATE)
     i["record"].click(h.record, [language, v.key, v.selected, i["verdict"], i["comment"], *filters],
                       [v.status, i["history"], i["comment"], v.grid], **PRIVATE)
+    i["record_shown"].click(h.record_shown, [language, v.key, i["verdict"], i["comment"], *filters],
+                            [v.status, i["comment"], v.grid], **PRIVATE)
     i["save"].click(h.save, [language, v.key, v.selected, i["question"], i["expected"], i["evidence"], *filters],
                     [v.status, v.grid], **PRIVATE)
     r["run_item"].click(h.run_item, [language, v.key, v.selected, backend, *filters],
@@ -399,10 +422,13 @@ def _relabel(v: View, room: ReviewRoom) -> Relabel:
             (v.key, lambda L: gr.update(label=t(L, "editor_key"), placeholder=t(L, "editor_key_hint"))),
             (v.filters[0], choices(0, "f_tag")),
             (v.filters[1], choices(1, "f_verdict")),
-            (v.filters[2], choices(2, "f_run")), (v.refresh, value("refresh")), (i["question"], label("question")),
+            (v.filters[2], choices(2, "f_run")),
+            (v.filters[3], lambda L: gr.update(label=t(L, "f_search"), placeholder=t(L, "f_search_hint"))),
+            (v.refresh, value("refresh")), (i["question"], label("question")),
             (i["expected"], label("expected")), (i["evidence"], label("evidence")), (i["save"], value("save")),
             (i["verdict"], lambda L: gr.update(label=t(L, "verdict"), choices=verdict_choices(L))),
             (i["comment"], label("comment")), (i["record"], value("record")),
+            (i["record_shown"], value("record_shown")),
             (r["answer_label"], value("current", "**{}**")), (r["metrics_label"], value("metrics", "**{}**")),
             (r["run_item"], value("run_item")), (v.run_all, value("run_all")),
             (v.summary, lambda L: gr.update(value=summary_html(room.summary, L))),

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common.text import fold
 from eval.dataset import VERDICTS, EvalItem, EvalSet
 from eval.runner import EvalRun, run_eval
 from rag.pipeline import Pipeline
@@ -128,14 +129,16 @@ class ReviewRoom:
         result = self.result(item_id)
         return "not_run" if result is None else "pass" if result["ok"] else "fail"
 
-    def rows(self, language: str, tag: str = ALL, verdict: str = ALL, run: str = ALL) -> list[list]:
-        """Table rows (id, question, language, tags, answerable, last verdict, last run) that pass the filters."""
-        rows = []
+    def rows(self, language: str, tag: str = ALL, verdict: str = ALL, run: str = ALL, search: str = "") -> list[list]:
+        """Table rows (id, question, language, tags, answerable, last verdict, last run) that pass the filters;
+        ``search`` keeps the items whose id, question, expected answer, evidence or tags contain all its words
+        (case and accents ignored)."""
+        rows, words = [], fold(search).split()
         for item in self.evalset.items():
             last = last_verdict(item)
             state = self.run_state(item.id)
             if ((tag and tag not in item.tags) or (verdict and (last or NO_VERDICT) != verdict)
-                    or (run and state != run)):
+                    or (run and state != run) or (words and not _matches(item, words))):
                 continue
             rows.append([item.id, item.question, item.language, ", ".join(item.tags),
                          t(language, "yes" if item.answerable else "no"),
@@ -145,6 +148,11 @@ class ReviewRoom:
     def tags(self) -> list[str]:
         """Every tag used in the set, sorted."""
         return sorted({tag for item in self.evalset.items() for tag in item.tags})
+
+
+def _matches(item: EvalItem, words: list[str]) -> bool:
+    text = fold(" ".join((item.id, item.question, item.expected_answer, item.evidence, *item.tags)))
+    return all(w in text for w in words)
 
 
 def last_verdict(item: EvalItem) -> str:
