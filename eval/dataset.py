@@ -26,7 +26,7 @@ DEFAULT_SET = Path(__file__).resolve().parent / "items.jsonl"
 VERDICTS = ("correct", "incorrect", "needs work")
 EDITABLE = ("question", "expected_answer", "evidence", "tags", "answerable", "language")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
-_FIELDS = ("id", "question", "expected_answer", "evidence", "answerable", "language", "tags", "verdicts")
+_FIELDS = ("id", "question", "expected_answer", "evidence", "answerable", "language", "tags", "verdicts", "edits")
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,15 @@ class EvalItem:
     language: str
     tags: tuple[str, ...] = ()
     verdicts: tuple[dict, ...] = ()
+    edits: tuple[dict, ...] = ()  # {"at", "by", "changed": {field: [old, new]}}, oldest first
 
     def to_dict(self) -> dict:
-        """The item as one JSON Lines record."""
-        return {**dataclasses.asdict(self), "tags": list(self.tags), "verdicts": [dict(v) for v in self.verdicts]}
+        """The item as one JSON Lines record (``edits`` only when there are some)."""
+        record = {**dataclasses.asdict(self), "tags": list(self.tags), "verdicts": [dict(v) for v in self.verdicts],
+                  "edits": [dict(e) for e in self.edits]}
+        if not self.edits:
+            del record["edits"]
+        return record
 
     @classmethod
     def from_dict(cls, record: dict, where: str = "item") -> EvalItem:
@@ -87,9 +92,17 @@ def check_item(item: EvalItem, where: str = "item") -> EvalItem:
         raise InputError(f"{where}: language {item.language!r} is not allowed; use a two-letter code such as fr or en")
     if not isinstance(item.verdicts, tuple):
         raise InputError(f"{where}: verdicts must be a list of verdicts")
+    edits = tuple(item.edits) if isinstance(item.edits, (list, tuple)) else None
+    if edits is None or not all(isinstance(e, dict) and isinstance(e.get("changed"), dict) for e in edits):
+        raise InputError(f"{where}: edits must be a list of {{at, by, changed}} records")
+    item = dataclasses.replace(item, edits=edits)
     for verdict in item.verdicts:
         _check_verdict(verdict, where)
     return item
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _tags(value, where: str) -> tuple[str, ...]:
@@ -157,14 +170,21 @@ class EvalSet:
             items.append(item)
         return item
 
-    def update(self, item_id: str, **fields) -> EvalItem:
-        """Change some of an item's fields (question, expected_answer, evidence, tags, answerable, language)."""
+    def update(self, item_id: str, by: str = "", **fields) -> EvalItem:
+        """Change some of an item's fields (question, expected_answer, evidence, tags, answerable, language);
+        what changed, when and by whom (``by``) is added to the item's ``edits``."""
         bad = set(fields) - set(EDITABLE)
         if bad:
             raise InputError(f"cannot edit {', '.join(sorted(bad))}; editable fields: {', '.join(EDITABLE)}")
         with self._editing() as items:
             pos, old = _find(items, item_id, self.path)
-            items[pos] = check_item(dataclasses.replace(old, **fields), f"item {item_id}")
+            new = check_item(dataclasses.replace(old, **fields), f"item {item_id}")
+            changed = {name: [_plain(getattr(old, name)), _plain(getattr(new, name))] for name in fields
+                       if getattr(old, name) != getattr(new, name)}
+            if changed:
+                edit = {"at": utc_now(), **({"by": by} if by else {}), "changed": changed}
+                new = dataclasses.replace(new, edits=(*old.edits, edit))
+            items[pos] = new
         return items[pos]
 
     def record_verdict(self, item_id: str, verdict: str, comment: str = "", by: str = "") -> EvalItem:
@@ -198,7 +218,8 @@ class EvalSet:
                 if item.id in position:
                     old = items[position[item.id]]
                     verdicts = old.verdicts + tuple(v for v in item.verdicts if v not in old.verdicts)
-                    items[position[item.id]] = dataclasses.replace(item, verdicts=verdicts)
+                    edits = old.edits + tuple(e for e in item.edits if e not in old.edits)
+                    items[position[item.id]] = dataclasses.replace(item, verdicts=verdicts, edits=edits)
                     updated.append(item.id)
                 else:
                     item = item if item.id else dataclasses.replace(item, id=_next_id({i.id for i in items}))
@@ -278,7 +299,7 @@ def _next_id(ids: set[str]) -> str:
     return f"q{max(numbers, default=0) + 1:03d}"
 
 
-CSV_COLUMNS = ("id", "question", "expected_answer", "evidence", "answerable", "language", "tags", "verdicts")
+CSV_COLUMNS = ("id", "question", "expected_answer", "evidence", "answerable", "language", "tags", "verdicts", "edits")
 
 
 def items_to_jsonl(items: list[EvalItem]) -> str:
@@ -287,13 +308,14 @@ def items_to_jsonl(items: list[EvalItem]) -> str:
 
 
 def items_to_csv(items: list[EvalItem]) -> str:
-    """The items as CSV for a spreadsheet: tags joined by "|", verdicts as a JSON list in one cell."""
+    """The items as CSV for a spreadsheet: tags joined by "|", verdicts and edits as JSON lists in one cell."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for i in items:
         writer.writerow([i.id, i.question, i.expected_answer, i.evidence, "true" if i.answerable else "false",
-                         i.language, "|".join(i.tags), json.dumps([dict(v) for v in i.verdicts], ensure_ascii=False)])
+                         i.language, "|".join(i.tags), json.dumps([dict(v) for v in i.verdicts], ensure_ascii=False),
+                         json.dumps([dict(e) for e in i.edits], ensure_ascii=False) if i.edits else ""])
     return out.getvalue()
 
 
@@ -325,9 +347,10 @@ def _csv_record(row: dict, where: str) -> dict:
         record["answerable"] = value in ("true", "yes", "1")
     if "tags" in record:
         record["tags"] = [t.strip() for t in record["tags"].split("|") if t.strip()]
-    if "verdicts" in record:
-        try:
-            record["verdicts"] = json.loads(record["verdicts"])
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: verdicts is not a JSON list ({exc.msg})") from exc
+    for name in ("verdicts", "edits"):
+        if name in record:
+            try:
+                record[name] = json.loads(record[name])
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: {name} is not a JSON list ({exc.msg})") from exc
     return record

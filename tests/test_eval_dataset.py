@@ -176,6 +176,7 @@ def _two_items(tmp_path):
     evalset.add(EvalItem("", "Qui dirige OpenAI ?", "Sam Altman", "Sam Altman dirige OpenAI.", True, "fr", ("faq",)))
     evalset.add(EvalItem("", "Combien vaut Mistral ?", "", "", False, "fr", ("unanswerable", "money")))
     evalset.record_verdict("q001", "correct", "ok, «guillemets», commas", by="alice")
+    evalset.update("q002", by="bob", tags=("unanswerable", "money", "mistral"))
     return evalset
 
 
@@ -241,3 +242,16 @@ def test_the_cli_exports_imports_and_deletes(tmp_path):
     bad.write_text("id,question,answerable\nz1,Hello?,maybe\n", encoding="utf-8")
     failed = subprocess.run([*rag, "import", str(bad), "--eval-set", str(evalset.path)], capture_output=True, text=True)
     assert failed.returncode != 0 and "bad.csv:2: answerable is 'maybe'; write true or false" in failed.stderr
+
+
+def test_an_edit_is_recorded_with_what_changed_when_and_by_whom(tmp_path):
+    evalset = _two_items(tmp_path)
+    evalset.update("q001", by="carol", question="Qui dirige OpenAI en 2026 ?", expected_answer="Sam Altman")
+    edit = evalset.get("q001").edits[-1]
+    assert edit["by"] == "carol" and edit["at"].endswith("Z")
+    assert edit["changed"] == {"question": ["Qui dirige OpenAI ?", "Qui dirige OpenAI en 2026 ?"]}, \
+        "an unchanged field is not listed"
+    assert evalset.get("q002").edits[0]["changed"]["tags"] == [["unanswerable", "money"],
+                                                               ["unanswerable", "money", "mistral"]]
+    evalset.update("q001", question="Qui dirige OpenAI en 2026 ?")
+    assert len(evalset.get("q001").edits) == 1, "a save that changes nothing adds no edit"

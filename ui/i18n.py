@@ -43,7 +43,7 @@ LABELS: dict[str, dict[str, str]] = {
         "verdict": "Verdict", "comment": "Comment", "record": "Record verdict", "save": "Save edits",
         "run_item": "Run eval on this item", "run_all": "Run eval on the whole set", "summary": "Last run summary",
         "new_item": "Add a new item", "from_chat": "Use the last chat question", "add": "Add item",
-        "transfer": "Export, import, delete", "f_search": "Search",
+        "transfer": "Export, import, delete", "f_search": "Search", "edits": "Edits",
         "record_shown": "Record this verdict on every item shown", "pick_verdict": "Pick a verdict first.",
         "filter_first": "Narrow the table first (a filter or a search): a verdict for every item of the set is "
         "not what this button is for.",
@@ -102,7 +102,7 @@ LABELS: dict[str, dict[str, str]] = {
         "run_item": "Évaluer cette question", "run_all": "Évaluer tout le jeu",
         "summary": "Résumé de la dernière évaluation",
         "new_item": "Ajouter une question", "from_chat": "Reprendre la dernière question du chat", "add": "Ajouter",
-        "transfer": "Exporter, importer, supprimer", "f_search": "Rechercher",
+        "transfer": "Exporter, importer, supprimer", "f_search": "Rechercher", "edits": "Modifications",
         "record_shown": "Enregistrer ce verdict pour toutes les questions affichées",
         "pick_verdict": "Choisissez d'abord un verdict.",
         "filter_first": "Réduisez d'abord le tableau (un filtre ou une recherche) : ce bouton n'est pas fait pour "

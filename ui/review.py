@@ -146,7 +146,7 @@ class Handlers:
         """Save the edited question, expected answer and evidence of the selected item."""
         if not item_id:
             return t(language, "select_first"), gr.update()
-        item = self.room.evalset.update(item_id, question=question or "", expected_answer=expected or "",
+        item = self.room.evalset.update(item_id, by=by, question=question or "", expected_answer=expected or "",
                                         evidence=evidence or "")
         return done(f"{t(language, 'saved')}: {item.id}"), self.table(language, tag, verdict, run, search)
 

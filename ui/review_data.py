@@ -179,15 +179,27 @@ def verdict_choices(language: str) -> list[tuple[str, str]]:
 
 
 def history_markdown(item: EvalItem, language: str) -> str:
-    """The item's verdicts, newest first."""
-    if not item.verdicts:
+    """The item's verdicts, newest first, then its edits (which fields changed, when, by whom)."""
+    if not item.verdicts and not item.edits:
         return f"_{t(language, 'history')}: {t(language, 'none')}_"
-    lines = [f"**{t(language, 'history')}**"]
+    lines = [f"**{t(language, 'history')}**"] if item.verdicts else []
     for v in reversed(item.verdicts):
         comment = f" — {_md(v['comment'])}" if v.get("comment") else ""
         by = f" · {_md(v['by'])}" if v.get("by") else ""
         lines.append(f"- `{v.get('at', '')}`{by} **{t(language, 'v_' + v['verdict'])}**{comment}")
+    if item.edits:
+        lines.append(f"\n**{t(language, 'edits')}**")
+    for e in reversed(item.edits):
+        by = f" · {_md(e['by'])}" if e.get("by") else ""
+        changed = "; ".join(f"{_md(name)}: «{_md(_short(old))}» → «{_md(_short(new))}»"
+                            for name, (old, new) in e["changed"].items())
+        lines.append(f"- `{e.get('at', '')}`{by} {changed}")
     return "\n".join(lines)
+
+
+def _short(value, limit: int = 80) -> str:
+    text = ", ".join(value) if isinstance(value, list) else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def metrics_html(result: dict | None, language: str) -> str:
