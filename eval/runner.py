@@ -50,11 +50,13 @@ class ItemResult:
     metrics: dict
     passed: dict
     ok: bool
+    marks: dict = field(default_factory=dict)  # metric -> its pass mark, as shown: ">= 0.5", "= 0"
+    why: tuple[str, ...] = ()  # what failed the item, in words (empty when it passed)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"item_id": self.item_id, "item": self.item, "answer": self.answer, "metrics": self.metrics,
-                "passed": self.passed, "ok": self.ok}
+                "passed": self.passed, "ok": self.ok, "marks": self.marks, "why": list(self.why)}
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,34 @@ def score_answer(item: EvalItem, answer: dict, embedder: CachedEmbedder, config:
 
 def _result(item: EvalItem, answer: dict, values: dict, config: EvalConfig) -> ItemResult:
     passed = {metric: _passes(metric, value, config) for metric, value in values.items()}
+    why = []
     if item.answerable:
-        ok = (passed["wrong_abstention"] is True and passed["groundedness"] is not False
-              and passed["citation_precision"] is not False and bool(passed["recall"] or passed["similarity"]))
-    else:
-        ok = bool(passed["abstention"])
-    record = {k: v for k, v in item.to_dict().items() if k != "verdicts"}
-    return ItemResult(item.id, record, answer, values, passed, ok)
+        if passed["wrong_abstention"] is not True:
+            why.append("it abstained, but the articles answer it")
+        else:
+            if passed["groundedness"] is False:
+                why.append("a sentence of the answer is not supported by the passage it cites")
+            if passed["citation_precision"] is False:
+                why.append("its citations do not hold the evidence")
+            if not (passed["recall"] or passed["similarity"]):
+                why.append("the answer says neither the expected words (recall) nor the same thing (similarity)")
+    elif not passed["abstention"]:
+        why.append("it answered, but the articles do not say")
+    marks = {metric: _mark(metric, config) for metric, value in values.items() if value is not None}
+    record = {k: v for k, v in item.to_dict().items() if k not in ("verdicts", "edits")}
+    return ItemResult(item.id, record, answer, values, passed, not why, {k: v for k, v in marks.items() if v},
+                      tuple(why))
+
+
+def _mark(metric: str, config: EvalConfig) -> str:
+    """The per-item pass mark of a metric, as shown to editors ("" when it has none)."""
+    if metric == "mrr":
+        return ""
+    if metric == "wrong_abstention":
+        return "= 0"
+    if metric in ("hit_at_k", "exact_match", "abstention"):
+        return "= 1"
+    return f">= {getattr(config.cutoffs, metric, 1.0):g}"
 
 
 def _passes(metric: str, value: float | None, config: EvalConfig) -> bool | None:

@@ -246,7 +246,11 @@ def test_passages_are_grouped_by_article_without_heading_marks():
     assert "<mark>Microsoft a investi 13 milliards.</mark>" in html_text
 
 
-def test_whole_runs_are_saved_survive_a_restart_and_compare(tmp_path):
+def test_whole_runs_are_saved_survive_a_restart_and_compare(tmp_path, monkeypatch):
+    import time
+
+    stamp = time.gmtime()
+    monkeypatch.setattr("ui.review_data.time.gmtime", lambda: stamp)  # both runs in the same second, always
     shutil.copy(REPO_EVAL_SET, tmp_path / "items.jsonl")
     pipeline = fake_pipeline(tmp_path / "index")
     room = ReviewRoom(tmp_path / "items.jsonl", lambda: pipeline, tmp_path / "runs")
@@ -314,3 +318,17 @@ def test_a_verdict_on_every_item_shown_needs_a_narrowed_table(tmp_path):
     assert status.startswith("✓") and f"{len(shown)} items" in status and comment == ""
     marked = [i.id for i in room.evalset.items() if i.verdicts and i.verdicts[-1].get("comment") == "batch"]
     assert marked == shown and all(room.evalset.get(i).verdicts[-1]["by"] == "alice" for i in marked)
+
+
+def test_metrics_show_their_pass_marks_why_the_item_failed_and_where_the_evidence_ranked(room):
+    item = room.evalset.items()[0]
+    room.evalset.update(item.id, expected_answer="une réponse que rien ne donne")
+    room.run([room.evalset.get(item.id)])
+    result = room.result(item.id)
+    assert not result["ok"] and result["marks"]["recall"] == ">= 0.5" and result["marks"]["wrong_abstention"] == "= 0"
+    shown = metrics_html(result, "en")
+    assert "pass mark" in shown and "&gt;= 0.5" in shown
+    assert "neither the expected words" in shown, result["why"]
+    rank = round(1 / result["metrics"]["mrr"]) if result["metrics"]["mrr"] else None
+    assert (f"passage {rank} of the" in shown) if rank else "in none of the" in shown
+    room.evalset.update(item.id, expected_answer=item.expected_answer)

@@ -43,7 +43,9 @@ LABELS: dict[str, dict[str, str]] = {
         "verdict": "Verdict", "comment": "Comment", "record": "Record verdict", "save": "Save edits",
         "run_item": "Run eval on this item", "run_all": "Run eval on the whole set", "summary": "Last run summary",
         "new_item": "Add a new item", "from_chat": "Use the last chat question", "add": "Add item",
-        "transfer": "Export, import, delete", "f_search": "Search", "edits": "Edits",
+        "transfer": "Export, import, delete", "f_search": "Search", "edits": "Edits", "mark": "pass mark",
+        "evidence_at": "The evidence is in passage {rank} of the {n} retrieved.",
+        "evidence_missing": "The evidence is in none of the {n} retrieved passages.",
         "record_shown": "Record this verdict on every item shown", "pick_verdict": "Pick a verdict first.",
         "filter_first": "Narrow the table first (a filter or a search): a verdict for every item of the set is "
         "not what this button is for.",
@@ -103,6 +105,8 @@ LABELS: dict[str, dict[str, str]] = {
         "summary": "Résumé de la dernière évaluation",
         "new_item": "Ajouter une question", "from_chat": "Reprendre la dernière question du chat", "add": "Ajouter",
         "transfer": "Exporter, importer, supprimer", "f_search": "Rechercher", "edits": "Modifications",
+        "mark": "seuil", "evidence_at": "La preuve est dans le passage {rank} des {n} retrouvés.",
+        "evidence_missing": "La preuve n'est dans aucun des {n} passages retrouvés.",
         "record_shown": "Enregistrer ce verdict pour toutes les questions affichées",
         "pick_verdict": "Choisissez d'abord un verdict.",
         "filter_first": "Réduisez d'abord le tableau (un filtre ou une recherche) : ce bouton n'est pas fait pour "

@@ -206,13 +206,26 @@ def metrics_html(result: dict | None, language: str) -> str:
     """The metric values of one result, each with its pass mark, and whether the item passed overall."""
     if result is None:
         return f'<div class="metrics empty">{html.escape(t(language, "no_run"))}</div>'
-    marks = {True: "✓", False: "✗", None: ""}
-    rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{_number(v)}</td><td>{marks[result['passed'].get(m)]}</td></tr>"
+    signs, marks = {True: "✓", False: "✗", None: ""}, result.get("marks", {})
+    rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{_number(v)}</td><td>{html.escape(marks.get(m, ''))}</td>"
+                   f"<td>{signs[result['passed'].get(m)]}</td></tr>"
                    for m, v in result["metrics"].items() if v is not None)
     verdict = t(language, "pass" if result["ok"] else "fail")
+    why = "".join(f"<li>{html.escape(w)}</li>" for w in result.get("why", ()))
     return (f'<div class="metrics"><div class="overall {"ok" if result["ok"] else "ko"}">{html.escape(verdict)}</div>'
-            f'<table><tr><th>{t(language, "metric")}</th><th>{t(language, "value")}</th><th></th></tr>'
-            f'{rows}</table></div>')
+            f'{f"<ul class=why>{why}</ul>" if why else ""}{_evidence_rank(result, language)}'
+            f'<table><tr><th>{t(language, "metric")}</th><th>{t(language, "value")}</th>'
+            f'<th>{t(language, "mark")}</th><th></th></tr>{rows}</table></div>')
+
+
+def _evidence_rank(result: dict, language: str) -> str:
+    """Where the evidence ranked among the retrieved passages (answerable items with evidence)."""
+    mrr, passages = result["metrics"].get("mrr"), len(result.get("answer", {}).get("citations", ()))
+    if mrr is None:
+        return ""
+    where = (t(language, "evidence_at").format(rank=round(1 / mrr), n=passages) if mrr
+             else t(language, "evidence_missing").format(n=passages))
+    return f'<div class="evidence-rank">{html.escape(where)}</div>'
 
 
 def current_answer_html(result: dict | None, language: str) -> str:
