@@ -64,11 +64,13 @@ def question_names(question: str) -> list[str]:
 
 
 def missing_terms(question: str, passages: list[str]) -> list[str]:
-    """Names and numbers of the question that no passage contains."""
+    """Names (whole, with their hyphens) and numbers of the question that no passage contains."""
     text = fold(" ".join(passages))
     words = {_key(w) for w in re.findall(r"\w+", text)}
     numbers = set(NUMBER.findall(text.replace(" ", "")))
-    missing = [n for n in question_names(question) if _key(n) not in words and fold(n) not in text]
+    parts = [n for n in question_names(question) if _key(n) not in words and fold(n) not in text]
+    whole = {part: name for name in _whole_names(question) for part in re.split(r"[’'-]", name)}
+    missing = list(dict.fromkeys(whole.get(n, n) for n in parts))  # "Pays-Bas", not "Pays"
     missing += [n for n in NUMBER.findall(question) if n not in numbers and n not in text]
     return missing
 
@@ -83,15 +85,14 @@ def found_across_languages(question: str, missing: list[str], passages: list[str
     found: dict[str, str] = {}
     left = set(missing)
     for whole in _whole_names(question):
-        parts = [p for p in re.split(r"[’'-]", whole) if p in left]
-        if not parts:
+        if whole not in left:
             continue
         match = next((a for a in sorted(_other_names(whole)) if _mentions(fold(a), text, keys)), None)
         if match is None and embed is not None:
             match = _nearest_word(whole, passages, embed)
         if match is not None:
             found[whole] = match
-            left -= set(parts)
+            left.discard(whole)
     return [m for m in missing if m in left], found
 
 

@@ -93,3 +93,8 @@ def test_the_embedder_is_the_second_chance_and_only_for_words_of_the_same_letter
     assert ("passage", ["suisses", "sociétés"]) in asked
     assert found_across_languages("How much gold do Swedish banks keep?", ["Swedish"], passages, embed) == (
         ["Swedish"], {})
+
+
+def test_a_hyphenated_name_is_reported_whole():
+    assert missing_terms("Quand le parlement des Pays-Bas a-t-il voté ?", ["Le parlement a voté en bas de page."]) == [
+        "Pays-Bas"]
