@@ -47,16 +47,21 @@ def engine_for(choice: str) -> str:
     return choice if installed.get(choice) else ""
 
 
-class XLlamaCppChat:
-    """Chat completions from a local GGUF model through xllamacpp's in-process llama.cpp server."""
+class _LocalChat:
+    """What both engines hold: the GGUF file, context size, threads, sampling, deadline and one lock."""
 
     def __init__(self, model_path: Path, context_tokens: int = 4096, threads: int = 0,
                  temperature: float = 0.0, deadline: float = 120.0):
         self.model_path, self.context_tokens = Path(model_path), context_tokens
         self.threads = threads or default_threads()
         self.temperature, self.deadline = temperature, deadline
-        self._server = self._tokenizer = None
         self._lock = threading.Lock()
+
+
+class XLlamaCppChat(_LocalChat):
+    """Chat completions from a local GGUF model through xllamacpp's in-process llama.cpp server."""
+
+    _server = _tokenizer = None
 
     def load(self):
         """The server over the model, started on first use."""
@@ -124,15 +129,10 @@ def _gguf_tokenizer(path: Path):
         return None
 
 
-class LlamaCppChat:
-    """Chat completions from a local GGUF model."""
+class LlamaCppChat(_LocalChat):
+    """Chat completions from a local GGUF model by llama-cpp-python."""
 
-    def __init__(self, model_path: Path, context_tokens: int = 4096, threads: int = 0,
-                 temperature: float = 0.0, deadline: float = 120.0):
-        self.model_path, self.context_tokens = Path(model_path), context_tokens
-        self.threads = threads or default_threads()
-        self.temperature, self.deadline = temperature, deadline
-        self._llm, self._lock = None, threading.Lock()
+    _llm = None
 
     def load(self):
         """The llama.cpp model, loaded on first use."""
