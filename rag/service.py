@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -61,10 +62,87 @@ def update_live(pipeline: Pipeline, articles=(), delete=()) -> UpdateReport:
     swap out of order. Questions in flight keep the version they started with.
     """
     data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
-    with _LIVE_WRITES:
-        if report.changed and (pipeline.data.path is None or Path(data.path).name > Path(pipeline.data.path).name):
-            pipeline.swap(data)
+    if report.changed:
+        swap_if_newer(pipeline, data)
     return report
+
+
+def swap_if_newer(pipeline: Pipeline, data: IndexData) -> bool:
+    """Serve ``data`` if it is a newer version than the one served (names sort in commit order); True if swapped."""
+    with _LIVE_WRITES:
+        if pipeline.data.path is None or Path(data.path).name > Path(pipeline.data.path).name:
+            pipeline.swap(data)
+            return True
+    return False
+
+
+class IndexFollower:
+    """Keeps a serving pipeline on the live version of its index folder, whoever committed it.
+
+    A commit replaces ``CURRENT`` atomically (a new file, so a new inode). Every ``interval`` seconds a
+    thread stats it; when it names a newer version than the one served, that version is loaded (checksums
+    verified, settings checked) and swapped in, so N processes serving one folder (``uvicorn --workers N``,
+    or several ``rag serve`` behind a load balancer) all follow ``rag index``, the API's writes of any of
+    them, and deletions. Questions in flight keep the version they started with. A version that fails to
+    load is logged once and the served one kept; the next commit is tried again.
+    """
+
+    def __init__(self, pipeline: Pipeline, interval: float):
+        self.pipeline, self.interval = pipeline, interval
+        self.chunker = make_chunker(pipeline.settings)
+        self._seen: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def root(self) -> Path:
+        """The index folder followed: the served version's parent, else the configured folder."""
+        served = self.pipeline.data.path
+        return Path(served).parent if served is not None else Path(self.pipeline.settings.index_dir)
+
+    def check(self) -> bool:
+        """Swap in the live version if another process committed a newer one; True when it did."""
+        with self._lock:
+            try:
+                stat = os.stat(self.root / "CURRENT")
+            except FileNotFoundError:
+                return False
+            seen = (stat.st_ino, stat.st_mtime_ns)
+            if seen == self._seen:
+                return False
+            store, served = IndexStore(self.root), self.pipeline.data.path
+            swapped = False
+            try:
+                if served is None or store.current_path().name > Path(served).name:
+                    swapped = swap_if_newer(self.pipeline, load_or_empty(store, self.pipeline.embedder, self.chunker))
+            except Exception as exc:  # noqa: BLE001 (a bad version must not stop the server; it keeps the old one)
+                log.error("index version in %s not loaded, still serving %s: %s", self.root,
+                          Path(served).name if served else "an empty index", exc)
+            self._seen = seen
+            if swapped:
+                log.info("now serving %s (%d chunks)", Path(self.pipeline.data.path).name, len(self.pipeline.data))
+            return swapped
+
+    def start(self) -> IndexFollower:
+        """Check every ``interval`` seconds in a daemon thread (not at all if the interval is 0)."""
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="index-follower", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread (at server shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 (keep following)
+                log.exception("index follower")
 
 
 def load_pipeline(settings: Settings, sync: bool = False, progress: bool = False) -> Pipeline:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    follow_interval: float = Field(0.25, ge=0, le=3600, description="Seconds between a server's checks of the "
+                                   "index folder for a version another process wrote (`rag index`, another "
+                                   "replica); 0 = never follow")
+    faiss_threads: int = Field(1, ge=0, le=256, description="OpenMP threads per FAISS search in a server; 1 is "
+                               "faster under concurrent requests (README), 0 = FAISS's own (every core)")
     feedback_file: Path = Field(PROJECT_ROOT / "var" / "feedback.jsonl", description="Readers' 👍/👎 on answers "
                                 "(JSON Lines), shown in the review room as candidate items")
     eval_runs_dir: Path = Field(PROJECT_ROOT / "var" / "eval-runs", description="Where the review room keeps its "

@@ -33,7 +33,7 @@ from rag.http.jobs import IngestJobs
 from rag.http.middleware import Edge, error_payload
 from rag.http.schemas import PATTERN_TEXT
 from rag.pipeline import Pipeline
-from rag.service import load_pipeline
+from rag.service import IndexFollower, load_pipeline
 from rag.settings import Settings, get_settings
 from rag.types import MODES
 
@@ -56,10 +56,14 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        _set_faiss_threads(app.state.settings.faiss_threads)
         app.state.pipeline = load()
+        # Follow what other processes commit to the index folder (the CLI, other replicas).
+        app.state.follower = IndexFollower(app.state.pipeline, app.state.settings.follow_interval).start()
         if on_ready:
             on_ready()
         yield
+        app.state.follower.stop()
 
     # Swagger UI and ReDoc served from fastapi-offline's files, not a CDN: /docs works with no internet.
     app = FastAPIOffline(title="newsrag", version="0.1.0", lifespan=lifespan, description=DESCRIPTION,
@@ -80,6 +84,15 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
         return FileResponse(Path(fastapi_offline.__file__).parent / "static" / "favicon.png", media_type="image/png")
     app.openapi = lambda: app.openapi_schema or _openapi(app, routers)
     return app
+
+
+def _set_faiss_threads(threads: int) -> None:
+    """One OpenMP thread per search: under concurrent requests FAISS's default (every core) is several times
+    slower (README, bench/latency.py --faiss-threads)."""
+    if threads > 0:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
 
 
 def create_default_app() -> FastAPI:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -33,7 +34,8 @@ def ready(request: Request) -> dict:
     pipeline: Pipeline = request.app.state.pipeline
     return {"status": "ready", "chunks": len(pipeline.data), "articles": len(pipeline.data.articles),
             "model": pipeline.embedder.name, "backends": available_backends(pipeline.settings),
-            "default_backend": pipeline.settings.backend, "manifest": pipeline.data.manifest}
+            "default_backend": pipeline.settings.backend, "manifest": pipeline.data.manifest,
+            "version": Path(pipeline.data.path).name if pipeline.data.path else ""}
 
 
 articles_router = APIRouter(prefix="/articles", tags=["Articles"], responses={
@@ -112,9 +114,17 @@ def get_job(job_id: str, request: Request) -> dict:
 def delete_article(article_id: str, request: Request) -> dict:
     """Remove the article and its chunks; the new index is swapped in whole."""
     pipeline: Pipeline = request.app.state.pipeline
+    _follow(request)  # a version committed by another process a moment ago counts
     if article_id not in pipeline.data.article_by_id:
         raise NotFoundError(f"no article {article_id!r} to delete; GET /articles lists them")
     return _ingest_out(pipeline, update_live(pipeline, delete=[article_id]))
+
+
+def _follow(request: Request) -> None:
+    """Serve the live version now if another process committed one since the follower's last look."""
+    follower = getattr(request.app.state, "follower", None)
+    if follower is not None:
+        follower.check()
 
 
 def _article(i: int, item: ArticleIn, max_chars: int):

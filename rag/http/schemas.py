@@ -249,6 +249,7 @@ class ReadyOut(BaseModel):
     model: str
     backends: list[str]
     default_backend: str
+    version: str = Field("", description="The index version served (its folder name; names sort in commit order)")
     manifest: dict
 
 
