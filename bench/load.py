@@ -1,12 +1,15 @@
 """Load benchmark of ``POST /ask``: p50/p95 latency and requests/s at 1, 4 and 16 concurrent clients.
 
     .venv/bin/python bench/load.py [--requests 200] [--clients 1 4 16] [--backend extractive] [--mode hybrid]
+                                   [--workers 1] [--faiss-threads 1]
 
 Starts the API alone (``uvicorn --factory rag.http.app:create_default_app``) in a subprocess on
 127.0.0.1, on a temporary index of the bundled corpus with the real default model, asks every
 question once to warm it up, then for each number of clients sends ``--requests`` questions (and
-stops a level after ``--budget`` seconds) from that many concurrent clients. Loopback only; the
-server is stopped at the end. Target: p95 <= 100 ms at 1 client with the extractive backend.
+stops a level after ``--budget`` seconds) from that many concurrent clients. ``--workers N`` serves
+with N processes on the one index (``uvicorn --workers N``; each follows the folder), ``--faiss-threads``
+sets ``RAG_FAISS_THREADS`` (0: FAISS's default, every core). Loopback only; the server is stopped at
+the end. Target: p95 <= 100 ms at 1 client with the extractive backend.
 """
 from __future__ import annotations
 
@@ -43,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="newsrag-load-") as tmp:
         port = _free_port()
-        server, log = _start_server(Path(tmp), port, args.backend)
+        server, log = _start_server(Path(tmp), port, args)
         try:
             url = f"http://127.0.0.1:{port}"
             ready = _wait_ready(url, server, log, args.start_timeout)
             print(f"server: {ready['articles']} article(s), {ready['chunks']} chunks, model {ready['model']}, "
-                  f"backend {args.backend}, mode {args.mode or 'default'}, {os.cpu_count()} CPU(s), loopback, "
+                  f"backend {args.backend}, mode {args.mode or 'default'}, {args.workers} process(es), "
+                  f"FAISS threads {args.faiss_threads or 'default'}, {os.cpu_count()} CPU(s), loopback, "
                   f"load average {os.getloadavg()[0]:.1f}")
             asyncio.run(_levels(url, args, server.pid))
         finally:
@@ -65,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default=None, help="retrieval mode sent with each question (default: the server's)")
     p.add_argument("--budget", type=float, default=120.0, help="seconds at most per level")
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds to wait for the index and model")
+    p.add_argument("--workers", type=int, default=1, help="server processes on the one index (uvicorn --workers)")
+    p.add_argument("--faiss-threads", type=int, default=1, help="RAG_FAISS_THREADS of the server (0: FAISS's default)")
     return p
 
 
@@ -74,13 +80,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(tmp: Path, port: int, backend: str) -> tuple[subprocess.Popen, Path]:
-    """The API in its own process (so that the load generator does not share its GIL)."""
+def _start_server(tmp: Path, port: int, args) -> tuple[subprocess.Popen, Path]:
+    """The API in its own process(es) (so that the load generator does not share its GIL)."""
+    if args.workers > 1:  # build the index once, before the workers start (each would otherwise sync it)
+        env = {**os.environ, "RAG_INDEX_DIR": str(tmp / "index"), "RAG_CORPUS_DIRS": str(ROOT / "corpus")}
+        subprocess.run([sys.executable, "-m", "newsrag.cli", "index", str(ROOT / "corpus")], cwd=ROOT, env=env,
+                       check=True, stdout=subprocess.DEVNULL)
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp / "index"), "RAG_CORPUS_DIRS": str(ROOT / "corpus"),
-           "RAG_BACKEND": backend, "HF_HUB_OFFLINE": "1"}
+           "RAG_BACKEND": args.backend, "HF_HUB_OFFLINE": "1", "RAG_FAISS_THREADS": str(args.faiss_threads)}
     log = tmp / "server.log"
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "rag.http.app:create_default_app", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+           "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]
     with open(log, "w") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), log
 
@@ -134,10 +144,17 @@ async def _level(client: httpx.AsyncClient, clients: int, args) -> tuple[list[fl
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the server process has used: a cost that other load on the machine does not
-    inflate much, unlike latency."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) the server process and its workers have used: a cost that other load on the
+    machine does not inflate much, unlike latency."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _body(question: str, args) -> dict:

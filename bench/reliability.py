@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 STEPS = [
     ("index.store._write_lines", 1, "after"),     # articles.jsonl written
     ("index.store._write_lines", 2, "after"),     # chunks.jsonl written
-    ("numpy.save", 1, "after"),                   # vectors.npy written
     ("faiss.write_index", 1, "after"),            # faiss.index written
     ("index.store.file_sha256", 2, "after"),      # checksums half done
     ("index.store._fsync_dir", 1, "before"),      # before the fsync

@@ -3,12 +3,14 @@
 Layout of ``ROOT``::
 
     ROOT/CURRENT            name of the live version folder (replaced atomically)
-    ROOT/v-<ns time>-<rand>/   manifest.json, articles.jsonl, chunks.jsonl, vectors.npy, faiss.index
+    ROOT/v-<ns time>-<rand>/   manifest.json, articles.jsonl, chunks.jsonl, faiss.index
 
 A write builds a complete new version folder, fsyncs it, then replaces CURRENT; a crash at
 any point leaves the previous version whole. Writers take an exclusive lock on ROOT/.lock.
-Vectors are kept beside the FAISS file so that incremental updates never re-embed an
-unchanged chunk, and the FAISS structure is rebuilt from them on each write.
+The vectors live once, inside the FAISS structure (flat or HNSW-flat storage): ``IndexData.vectors``
+is a read-only view of that storage, from which incremental updates take the vectors of unchanged
+chunks (never re-embedded) and the FAISS structure is rebuilt on each write. Versions written
+before this kept a ``vectors.npy`` too; it is still checksummed when present, but not read.
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ from common.paths import file_sha256
 from index.types import Article, Chunk
 
 FORMAT = 1
-FILES = ("articles.jsonl", "chunks.jsonl", "vectors.npy", "faiss.index")
+FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index")
 EXACT_MAX = 200_000  # flat inner product up to here: p95 search stays well under 60 ms on 2 cores
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+# efSearch is chosen per build: the smallest of these whose measured recall@10 reaches RECALL_TARGET.
+EF_SEARCH_CHOICES, RECALL_TARGET, RECALL_QUERIES = (64, 128, 256, 512, 1024), 0.99, 200
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,18 @@ class IndexData:
     """A loaded (or freshly built) version of the index: chunks, vectors and the FAISS structure."""
 
     def __init__(self, manifest: dict, articles: list[ArticleRecord], chunks: list[Chunk],
-                 vectors: np.ndarray, faiss_index=None, path: Path | None = None):
-        self.manifest, self.articles, self.chunks, self.vectors = manifest, articles, chunks, vectors
-        self.path = path
+                 vectors: np.ndarray | None = None, faiss_index=None, path: Path | None = None):
+        """From ``vectors`` (the FAISS structure is built from them, and holds them from then on) or from a
+        built ``faiss_index``."""
+        self.manifest, self.articles, self.chunks, self.path = manifest, articles, chunks, path
         self.article_by_id = {a.id: a for a in articles}
-        self.faiss = faiss_index if faiss_index is not None else build_faiss(vectors)
+        if faiss_index is None:
+            faiss_index = build_faiss(vectors)
+            if hasattr(faiss_index, "hnsw"):  # the efSearch that reaches the recall target at this size
+                self.manifest = {**manifest, "faiss": {**manifest.get("faiss", {}), **tune_ef_search(faiss_index)}}
+        self.faiss = faiss_index
+        # One copy of the vectors: a view of the FAISS storage (valid as long as this object holds the index).
+        self.vectors = stored_vectors(self.faiss)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -103,6 +114,52 @@ def build_faiss(vectors: np.ndarray):
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def tune_ef_search(index, queries: int = RECALL_QUERIES, seed: int = 0) -> dict:
+    """Set the HNSW ``index``'s efSearch to the smallest of EF_SEARCH_CHOICES whose recall@10 against exact
+    search reaches RECALL_TARGET (else the largest), and return what was measured, for the manifest.
+
+    Queries are stored vectors plus noise (cosine about 0.9 with their passage, as e5 questions are to
+    their answers' passages); the exact top 10 is brute force over the stored vectors (``faiss.knn``)."""
+    import faiss
+
+    vectors = stored_vectors(index)
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.integers(0, len(vectors), min(queries, len(vectors)))].astype(np.float32)
+    sample += rng.normal(scale=0.5 / np.sqrt(vectors.shape[1]), size=sample.shape).astype(np.float32)
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    k = min(10, len(vectors))
+    _, truth = faiss.knn(sample, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    measured = {}
+    for ef in EF_SEARCH_CHOICES:
+        index.hnsw.efSearch = ef
+        _, found = index.search(sample, k)
+        measured[str(ef)] = float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)]))
+        if measured[str(ef)] >= RECALL_TARGET:
+            break
+    return {"efSearch": ef, "recall@10": round(measured[str(ef)], 4), "recall_by_efSearch": measured,
+            "recall_queries": len(sample)}
+
+
+def stored_vectors(index) -> np.ndarray:
+    """The vectors inside a flat or HNSW-flat FAISS index, as a read-only (n, d) view of its storage: no copy.
+
+    The view keeps ``index`` alive (it is the array's base), so it stays valid whoever drops the index."""
+    import faiss
+
+    flat = faiss.downcast_index(index.storage) if hasattr(index, "storage") else faiss.downcast_index(index)
+    if not flat.ntotal:
+        return np.zeros((0, flat.d), dtype=np.float32)
+    return np.asarray(_Storage(index, int(flat.get_xb()), (flat.ntotal, flat.d)))
+
+
+class _Storage:
+    """FAISS-owned float32 memory seen through numpy's array interface; holds the index that owns it."""
+
+    def __init__(self, owner, address: int, shape: tuple[int, int]):
+        self.owner = owner
+        self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
 
 
 def faiss_description(n: int) -> dict:
@@ -163,8 +220,11 @@ class IndexStore:
 
         articles = [ArticleRecord(**json.loads(line)) for line in _lines(path / "articles.jsonl")]
         chunks = [Chunk(**json.loads(line)) for line in _lines(path / "chunks.jsonl")]
-        vectors = np.load(path / "vectors.npy")
-        return IndexData(manifest, articles, chunks, vectors, faiss.read_index(str(path / "faiss.index")), path)
+        index = faiss.read_index(str(path / "faiss.index"))
+        if index.ntotal != len(chunks):
+            raise IndexMismatchError(f"{path}: {index.ntotal} vectors for {len(chunks)} chunks; "
+                                     "rebuild with `rag index --rebuild corpus/`")
+        return IndexData(manifest, articles, chunks, faiss_index=index, path=path)
 
     @contextlib.contextmanager
     def lock(self):
@@ -191,8 +251,6 @@ class IndexStore:
         try:
             _write_lines(tmp / "articles.jsonl", (dataclasses.asdict(a) for a in data.articles))
             _write_lines(tmp / "chunks.jsonl", (dataclasses.asdict(c) for c in data.chunks))
-            with open(tmp / "vectors.npy", "wb") as fh:
-                np.save(fh, np.ascontiguousarray(data.vectors, dtype=np.float32))
             faiss.write_index(data.faiss, str(tmp / "faiss.index"))
             for filename, payload in (extra_files or {}).items():
                 (tmp / filename).write_bytes(payload)

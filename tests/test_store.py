@@ -1,9 +1,12 @@
 """The index on disk: incremental updates, manifest checks, atomic versions, search oracle."""
 
+import json
+
 import numpy as np
 import pytest
 
 from common.errors import IndexMismatchError, IndexMissingError, NotFoundError
+from common.paths import file_sha256
 from index.build import update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
@@ -79,12 +82,13 @@ def test_manifest_mismatch_and_damage_are_refused(env):
     update_index(store, emb, chunker, [article(1)])
     manifest = store.load().manifest
     assert manifest["model"] == emb.name and manifest["dimension"] == 32
-    assert manifest["counts"]["articles"] == 1 and set(manifest["checksums"]) >= {"vectors.npy", "faiss.index"}
+    assert manifest["counts"]["articles"] == 1 and set(manifest["checksums"]) >= {"chunks.jsonl", "faiss.index"}
+    assert not (store.current_path() / "vectors.npy").exists(), "the vectors are kept once, in faiss.index"
     with pytest.raises(IndexMismatchError, match="rebuild"):
         update_index(store, FakeEmbedder(16), chunker, [article(2)])
     with pytest.raises(IndexMismatchError, match="chunker"):
         update_index(store, emb, Chunker(target_tokens=128, overlap_tokens=8), [article(2)])
-    vectors = store.current_path() / "vectors.npy"
+    vectors = store.current_path() / "faiss.index"
     raw = bytearray(vectors.read_bytes())
     raw[-3] ^= 0xFF
     vectors.write_bytes(bytes(raw))
@@ -205,3 +209,63 @@ def test_embedding_happens_outside_the_writer_lock(env):
     release.set()
     slow.join(30)
     assert sorted(a.id for a in store.load().articles) == ["a1", "a2", "a3"]
+
+
+def test_vectors_are_a_view_of_the_faiss_storage_and_survive_reloads(env):
+    store, emb, chunker = env
+    data, _ = update_index(store, emb, chunker, [article(1), article(2)])
+    loaded = store.load()
+    assert not loaded.vectors.flags.owndata and not loaded.vectors.flags.writeable
+    np.testing.assert_array_equal(loaded.vectors, data.vectors)
+    assert loaded.vectors.shape == (len(loaded.chunks), 32)
+    with pytest.raises(ValueError):
+        loaded.vectors[0, 0] = 1.0
+
+
+def test_an_index_of_the_previous_layout_with_vectors_npy_still_loads(env):
+    store, emb, chunker = env
+    data, _ = update_index(store, emb, chunker, [article(1)])
+    folder = store.current_path()
+    np.save(folder / "vectors.npy", data.vectors)  # what versions written before kept beside faiss.index
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["checksums"]["vectors.npy"] = file_sha256(folder / "vectors.npy")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(store.load().vectors, data.vectors)
+    update_index(store, emb, chunker, [article(2)])
+    assert not (store.current_path() / "vectors.npy").exists()
+
+
+def test_a_faiss_file_that_disagrees_with_the_chunks_is_refused(env):
+    import faiss
+
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(1), article(2)])
+    folder = store.current_path()
+    faiss.write_index(faiss.IndexFlatIP(32), str(folder / "faiss.index"))
+    with pytest.raises(IndexMismatchError, match="vectors for"):
+        store.load(verify=False)
+
+
+def test_an_hnsw_index_gets_the_efsearch_that_reaches_the_recall_target(monkeypatch, tmp_path):
+    import index.store as store_module
+    from index.types import Chunk
+
+    monkeypatch.setattr(store_module, "EXACT_MAX", 1000)
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(50, 32)).astype(np.float32)
+    vectors = centroids[rng.integers(0, 50, 6000)] + rng.normal(scale=0.15, size=(6000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [Chunk(id=f"c{i}", article_id=f"a{i}", title="", text="x", start=0, end=1) for i in range(6000)]
+    data = store_module.IndexData({"format": store_module.FORMAT, "faiss": store_module.faiss_description(6000)},
+                                  [], chunks, vectors)
+    tuned = data.manifest["faiss"]
+    assert tuned["type"] == "IndexHNSWFlat" and data.faiss.hnsw.efSearch == tuned["efSearch"]
+    assert tuned["efSearch"] in store_module.EF_SEARCH_CHOICES
+    by_ef = tuned["recall_by_efSearch"]
+    assert tuned["recall@10"] >= store_module.RECALL_TARGET or tuned["efSearch"] == store_module.EF_SEARCH_CHOICES[-1]
+    assert all(r < store_module.RECALL_TARGET for ef, r in by_ef.items() if int(ef) < tuned["efSearch"]), by_ef
+    store = IndexStore(tmp_path / "idx")
+    with store.lock():
+        store.write(data)
+    loaded = store.load()
+    assert loaded.faiss.hnsw.efSearch == tuned["efSearch"] and loaded.manifest["faiss"]["efSearch"] == tuned["efSearch"]

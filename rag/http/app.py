@@ -97,7 +97,12 @@ def _set_faiss_threads(threads: int) -> None:
 
 def create_default_app() -> FastAPI:
     """The API alone, on the settings from the environment (for ``uvicorn --factory``)."""
-    return create_app(lambda: load_pipeline(get_settings()))
+    def load() -> Pipeline:
+        pipeline = load_pipeline(get_settings())
+        pipeline.warm_up()  # each of `uvicorn --workers N` answers its first question as fast as its next
+        return pipeline
+
+    return create_app(load)
 
 
 def _openapi(app: FastAPI, routers) -> dict:
