@@ -90,6 +90,8 @@ class Settings(BaseSettings):
                                    "replica); 0 = never follow")
     faiss_threads: int = Field(1, ge=0, le=256, description="OpenMP threads per FAISS search in a server; 1 is "
                                "faster under concurrent requests (README), 0 = FAISS's own (every core)")
+    torch_threads: int = Field(0, ge=0, le=256, description="Torch intra-op threads of a server's embedder; 0 = "
+                               "torch's default (every core); 1 suits N processes on N cores (README)")
     feedback_file: Path = Field(PROJECT_ROOT / "var" / "feedback.jsonl", description="Readers' 👍/👎 on answers "
                                 "(JSON Lines), shown in the review room as candidate items")
     eval_runs_dir: Path = Field(PROJECT_ROOT / "var" / "eval-runs", description="Where the review room keeps its "

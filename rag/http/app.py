@@ -56,7 +56,7 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        _set_faiss_threads(app.state.settings.faiss_threads)
+        _set_threads(app.state.settings.faiss_threads, app.state.settings.torch_threads)
         app.state.pipeline = load()
         # Follow what other processes commit to the index folder (the CLI, other replicas).
         app.state.follower = IndexFollower(app.state.pipeline, app.state.settings.follow_interval).start()
@@ -86,13 +86,17 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
     return app
 
 
-def _set_faiss_threads(threads: int) -> None:
-    """One OpenMP thread per search: under concurrent requests FAISS's default (every core) is several times
-    slower (README, bench/latency.py --faiss-threads)."""
-    if threads > 0:
+def _set_threads(faiss_threads: int, torch_threads: int) -> None:
+    """One OpenMP thread per FAISS search: under concurrent requests FAISS's default (every core) is several
+    times slower (README, bench/latency.py --faiss-threads). Torch keeps its default unless told."""
+    if faiss_threads > 0:
         import faiss
 
-        faiss.omp_set_num_threads(threads)
+        faiss.omp_set_num_threads(faiss_threads)
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(torch_threads)
 
 
 def create_default_app() -> FastAPI:
