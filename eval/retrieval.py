@@ -178,14 +178,13 @@ def query_metrics(chunks: Sequence[Chunk], query: EvalQuery) -> dict[str, float]
 def build_index(eval_set: RetrievalSet, settings, embedder, index_dir: Path):
     """Index the set's articles in ``index_dir`` (incrementally: a kept folder is reused); (data, seconds)."""
     from index.build import update_index
-    from index.lexical import LexicalWriter
     from index.store import IndexStore
     from rag.service import make_chunker
 
     store = IndexStore(index_dir)
     started = time.perf_counter()
     data, report = update_index(store, embedder, make_chunker(settings), eval_set.articles,
-                                prune_under=None, extra_writers=[LexicalWriter(store)])
+                                prune_under=None)
     return data, round(time.perf_counter() - started, 2), report
 
 

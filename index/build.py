@@ -1,4 +1,12 @@
-"""Build and update the index incrementally: only new or changed chunks are embedded."""
+"""Build and update the index incrementally: only new or changed chunks are embedded, and on a large
+index only they are written.
+
+Below ``INCREMENTAL_MIN`` live chunks a write rebuilds the version as one segment (seconds at most). At
+or above it, a write adds one segment with the added and replaced articles (a flat FAISS index and BM25
+weighted with the main segment's frequencies) and tombstones the old chunks of replaced and deleted ones;
+more than ``MAX_DELTAS`` small segments are merged into one. ``compact`` folds everything back into one
+segment (the cost of a full build, run off the writer lock) once tombstones and small segments pass
+``COMPACT_SHARE`` of the live chunks: ``compaction_due`` says when."""
 from __future__ import annotations
 
 import re
@@ -12,8 +20,12 @@ import numpy as np
 from common.errors import IndexMismatchError, NotFoundError
 from index.chunker import Chunker
 from index.embedder import Embedder
-from index.store import FORMAT, ArticleRecord, IndexData, IndexStore, faiss_description
+from index.store import FORMAT, ArticleRecord, IndexData, IndexStore, Segment, faiss_description
 from index.types import Article, Chunk
+
+INCREMENTAL_MIN = 20_000  # live chunks from which a write adds a segment instead of rebuilding one
+MAX_DELTAS = 8  # small segments beside the main one; one more and they are merged into one
+COMPACT_SHARE = 0.1  # tombstoned + small-segment chunks, as a share of live ones, that make compaction due
 
 
 @dataclass
@@ -26,6 +38,7 @@ class UpdateReport:
     deleted: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_total: int = 0
+    incremental: bool = False  # written as a new segment beside the existing ones
     seconds: dict = field(default_factory=dict)
     path: str = ""
 
@@ -47,26 +60,27 @@ def expected_manifest(embedder: Embedder, chunker: Chunker) -> dict:
             "chunker": chunker.settings()}
 
 
-def load_or_empty(store: IndexStore, embedder: Embedder, chunker: Chunker, rebuild: bool = False) -> IndexData:
-    """The live version if it matches the settings, an empty one if there is none (or ``rebuild``)."""
+def load_or_empty(store: IndexStore, embedder: Embedder, chunker: Chunker, rebuild: bool = False,
+                  reuse: IndexData | None = None) -> IndexData:
+    """The live version if it matches the settings, an empty one if there is none (or ``rebuild``);
+    segments already loaded in ``reuse`` are not read again."""
     expect = expected_manifest(embedder, chunker)
     if store.exists() and not rebuild:
-        return store.load(expect=expect)
+        return store.load(expect=expect, reuse=reuse)
     return IndexData({**expect, "counts": {"articles": 0, "chunks": 0}}, [], [],
                      np.zeros((0, embedder.dim), dtype=np.float32))
 
 
 def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articles: Iterable[Article] = (),
-                 delete: Iterable[str] = (), prune_under: Iterable[str] | None = None, rebuild: bool = False,
-                 extra_writers: Iterable = ()) -> tuple[IndexData, UpdateReport]:
+                 delete: Iterable[str] = (), prune_under: Iterable[str] | None = None,
+                 rebuild: bool = False) -> tuple[IndexData, UpdateReport]:
     """Add or replace ``articles`` and delete the ``delete`` ids.
 
     With ``prune_under`` (folder or file paths), also delete every indexed article that was loaded
     from under one of them but is not among ``articles`` (its file was removed).
 
     Unchanged articles (same content hash) are skipped; chunks whose id already exists keep their
-    vector. ``extra_writers`` are callables ``(IndexData) -> dict[filename, bytes]`` for companion
-    indexes (such as BM25) stored in the same version. Returns the live data and a report.
+    vector. Returns the live data and a report.
     """
     articles, delete = list(articles), set(delete)
     report, started = UpdateReport(), time.perf_counter()
@@ -84,7 +98,7 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
         # then it is read again (loading a large index twice would cost as much as the write).
         live = store.current_path() if store.exists() else None
         unchanged = snapshot is not None and (snapshot.path == live or rebuild)
-        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild)
+        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=snapshot)
         report.seconds["load"] = round(time.perf_counter() - locked, 3)
         missing = delete - set(old.article_by_id)
         if missing:
@@ -95,13 +109,10 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
             delete |= {r.id for r in old.articles if r.id not in given and _under(r.path, prune_under)}
         if given & delete:
             raise IndexMismatchError(f"article(s) {', '.join(sorted(given & delete))} both given and deleted")
-        new = _apply(old, articles, delete, embedder, chunker, report)
+        new = _apply(old, articles, delete, embedder, chunker, report, rebuild)
         report.seconds["embed_locked"] = round(time.perf_counter() - locked - report.seconds["load"], 3)
         if report.changed or rebuild:
-            extras = {}
-            for writer in extra_writers:
-                extras.update(writer(new))
-            report.path = str(store.write(new, extras))
+            report.path = str(store.write(new))
         else:
             new = old
         report.seconds["locked"] = round(time.perf_counter() - locked, 3)
@@ -146,7 +157,7 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 
 def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: Embedder,
-           chunker: Chunker, report: UpdateReport) -> IndexData:
+           chunker: Chunker, report: UpdateReport, rebuild: bool = False) -> IndexData:
     incoming = {a.id: a for a in articles}
     old_chunks: dict[str, list[Chunk]] = {}
     for chunk in old.chunks:
@@ -167,13 +178,102 @@ def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: 
         if article.id not in old.article_by_id:
             report.added.append(article.id)
             plan.append((article, chunker.chunk(article)))
+    if _incremental(old, rebuild):
+        report.incremental = True
+        return _add_segment(old, plan, embedder, report)
     records = [item if isinstance(item, ArticleRecord) else ArticleRecord.of(item, len(cs)) for item, cs in plan]
     chunks = [chunk for _, cs in plan for chunk in cs]
     vectors = _vectors_for(chunks, old, embedder, report)
     manifest = {**old.manifest, "counts": {"articles": len(records), "chunks": len(chunks)},
-                "faiss": faiss_description(len(chunks)),
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    return IndexData(manifest, records, chunks, vectors)
+                "faiss": faiss_description(len(chunks)), "updated": _now()}
+    reuse = [s.lexical for s in old.segments if s.chunks]
+    return IndexData.of_segments(manifest, [_segment(records, chunks, vectors, reuse)], {})
+
+
+def _incremental(old: IndexData, rebuild: bool) -> bool:
+    """True when a write should add a segment: a large index, read from segments on disk."""
+    return (not rebuild and len(old.chunks) >= INCREMENTAL_MIN and old.path is not None
+            and not any(s.legacy or s.path is None for s in old.segments))
+
+
+def _add_segment(old: IndexData, plan: list, embedder: Embedder, report: UpdateReport) -> IndexData:
+    """``old`` with a new segment holding the added and replaced articles, their old chunks tombstoned."""
+    changed = set(report.added) | set(report.replaced)
+    fresh = [(item, cs) for item, cs in plan if item.id in changed]
+    records = [ArticleRecord.of(item, len(cs)) for item, cs in fresh]
+    chunks = [chunk for _, cs in fresh for chunk in cs]
+    dead = {name: set(ids) for name, ids in old.dead.items()}
+    for article_id in [*report.replaced, *report.deleted]:
+        dead[old.segment_of[article_id]].add(article_id)
+    segments = list(old.segments)
+    if chunks:
+        main = old.segments[0]
+        segments.append(_segment(records, chunks, _vectors_for(chunks, old, embedder, report),
+                                 stats=main.lexical.stats()))
+    data = IndexData.of_segments(old.manifest, segments, {k: frozenset(v) for k, v in dead.items()})
+    if len(data.segments) - 1 > MAX_DELTAS:
+        data = _merge_deltas(data)
+    data.manifest = {**old.manifest, "counts": {"articles": len(data.articles), "chunks": len(data.chunks)},
+                     "updated": _now()}
+    return data
+
+
+def _merge_deltas(data: IndexData) -> IndexData:
+    """The main segment, and one segment with the live contents of all the others."""
+    main, deltas = data.segments[0], data.segments[1:]
+    records = [a for s in deltas for a in s.articles if a.id not in data.dead[s.name]]
+    start = int(data.live_masks[0].sum())
+    chunks = data.chunks[start:]
+    merged = _segment(records, chunks, data.vectors[np.arange(start, len(data.chunks))],
+                      [s.lexical for s in deltas], main.lexical.stats())
+    return IndexData.of_segments(data.manifest, [main, merged], {main.name: data.dead[main.name]})
+
+
+def _segment(records: list, chunks: list[Chunk], vectors: np.ndarray, reuse=(), stats=None) -> Segment:
+    return Segment.build(records, chunks, vectors, reuse, stats)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def compaction_due(data: IndexData) -> bool:
+    """True when tombstones and small segments pass COMPACT_SHARE of the live chunks."""
+    if len(data.segments) == 1 and not data.tombstones:
+        return False
+    small = len(data.chunks) - int(data.live_masks[0].sum())
+    return data.tombstones + small > COMPACT_SHARE * max(len(data.chunks), 1)
+
+
+def compact(store: IndexStore, log=lambda message: None) -> IndexData | None:
+    """Fold the live version into one segment; None when it is one already.
+
+    The segment is built from a snapshot without the writer lock (at 1M chunks, minutes); under the lock,
+    what was written meanwhile is kept: later segments stay beside the new one, and articles deleted or
+    replaced since the snapshot are tombstoned in it."""
+    if not store.exists():
+        return None
+    started = time.perf_counter()
+    snapshot = store.load()
+    if len(snapshot.segments) == 1 and not snapshot.tombstones and not snapshot.segments[0].legacy:
+        return None
+    log(f"compacting {len(snapshot.segments)} segments, {snapshot.tombstones} tombstoned chunks, "
+        f"{len(snapshot.chunks)} live")
+    merged = _segment(list(snapshot.articles), list(snapshot.chunks), np.asarray(snapshot.vectors),
+                      [s.lexical for s in snapshot.segments])
+    with store.lock():
+        current = store.load(reuse=snapshot)
+        before = {s.name for s in snapshot.segments}
+        later = [s for s in current.segments if s.name not in before]
+        kept = {a for a, name in current.segment_of.items() if name in before}
+        dead = {merged.name: frozenset(a.id for a in merged.articles if a.id not in kept),
+                **{s.name: current.dead[s.name] for s in later}}
+        data = IndexData.of_segments({**current.manifest, "faiss": merged.info, "updated": _now()},
+                                     [merged, *later], dead)
+        data.manifest["counts"] = {"articles": len(data.articles), "chunks": len(data.chunks)}
+        store.write(data)
+    log(f"compacted in {time.perf_counter() - started:.1f} s: {len(data.segments)} segment(s)")
+    return data
 
 
 def _vectors_for(chunks: list[Chunk], old: IndexData, embedder: Embedder, report: UpdateReport) -> np.ndarray:

@@ -7,10 +7,10 @@ A chunk is analysed in its article's language (metadata), a question in the lang
 detected from its words, falling back on the index's most common language.
 
 The BM25 matrix is built with bm25s from token ids and saved as ``lexical.npz`` in the same
-version folder as the FAISS file (``LexicalWriter`` is an ``extra_writers`` hook of
-``update_index``), so the manifest's checksums cover it. On an update the analysis of every
-unchanged chunk is reused and only the matrix is recomputed (document frequencies change
-with every added or deleted chunk), as the FAISS structure is rebuilt from stored vectors.
+segment as the FAISS file (``index.segment``), so the manifest's checksums cover it. A segment
+written beside a large one (an incremental write) is weighted with the large one's document
+frequencies and lengths (``LexicalStats``), so its scores compare with the large one's; when
+segments are merged the analysis of every chunk is reused and only the matrix is recomputed.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,31 +60,46 @@ def _key(chunk: Chunk) -> str:
 class LexicalIndex:
     """BM25 over the chunks of one index version; document ``i`` is chunk position ``i``."""
 
-    def __init__(self, keys: list[str], vocab: list[str], doc_ids: list[np.ndarray], language: str):
+    def __init__(self, keys: list[str], vocab: list[str], doc_ids: list[np.ndarray], language: str,
+                 stats: LexicalStats | None = None):
         self.keys, self.vocab, self.doc_ids, self.language = keys, vocab, doc_ids, language
         self.term_id = {term: i for i, term in enumerate(vocab)}
-        self._bm25 = _bm25(vocab, doc_ids)
+        self._bm25 = _bm25(vocab, doc_ids) if stats is None else _bm25_with(vocab, doc_ids, stats)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @classmethod
-    def build(cls, chunks: Sequence[Chunk], reuse: LexicalIndex | None = None) -> LexicalIndex:
-        """The index of ``chunks``; chunks already analysed in ``reuse`` are not analysed again."""
-        term_id = dict(reuse.term_id) if reuse else {}  # old ids stay valid: reused documents keep theirs
-        old = {k: i for i, k in enumerate(reuse.keys)} if reuse else {}
+    def build(cls, chunks: Sequence[Chunk], reuse: Iterable[LexicalIndex] = (),
+              stats: LexicalStats | None = None) -> LexicalIndex:
+        """The index of ``chunks``; chunks already analysed in one of ``reuse`` are not analysed again.
+
+        With ``stats`` (another index's, see ``LexicalIndex.stats``) the BM25 weights use the document
+        frequencies and lengths of both, so that a small index searched beside a large one scores on the
+        large one's scale (bm25s computes weights from the documents it is given only)."""
+        term_id: dict[str, int] = {}
+        old: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for index in reuse:  # each index's term ids mapped once to the new ones, then whole documents at a time
+            remap = np.array([term_id.setdefault(t, len(term_id)) for t in index.vocab], dtype=np.int32)
+            old.update({k: (remap, d) for k, d in zip(index.keys, index.doc_ids)})
         doc_ids = []
         for chunk in chunks:
-            position = old.get(_key(chunk))
-            if position is not None:
-                doc_ids.append(reuse.doc_ids[position])
+            found = old.get(_key(chunk))
+            if found is not None:
+                doc_ids.append(found[0][found[1]])
                 continue
             terms = analyze(document_text(chunk), chunk.language)
             doc_ids.append(np.array([term_id.setdefault(t, len(term_id)) for t in terms], dtype=np.int32))
         vocab, doc_ids = _compact(list(term_id), doc_ids)
         languages = Counter(c.language for c in chunks if c.language in STEMMERS)
         language = languages.most_common(1)[0][0] if languages else "fr"
-        return cls([_key(c) for c in chunks], vocab, doc_ids, language)
+        return cls([_key(c) for c in chunks], vocab, doc_ids, language, stats)
+
+    def stats(self) -> LexicalStats:
+        """This index's document count, total length and document frequencies, for ``build(stats=...)``."""
+        indptr = self._bm25.arrays["indptr"]
+        df = dict(zip(self.vocab, np.diff(indptr).tolist())) if len(indptr) > 1 else {}
+        return LexicalStats(len(self.doc_ids), int(sum(len(d) for d in self.doc_ids)), df)
 
     def scores(self, question: str, language: str = "") -> np.ndarray:
         """BM25 score of every chunk for ``question`` (zero where no term matches)."""
@@ -178,6 +194,33 @@ def _bm25(vocab: list[str], doc_ids: list[np.ndarray]) -> _BM25:
     return _BM25(arrays, len(doc_ids))
 
 
+@dataclass(frozen=True)
+class LexicalStats:
+    """What BM25 weights depend on besides a document itself: the collection's size, length and frequencies."""
+
+    n_docs: int
+    total_length: int
+    df: dict[str, int]
+
+
+def _bm25_with(vocab: list[str], doc_ids: list[np.ndarray], stats: LexicalStats) -> _BM25:
+    """The BM25 matrix of ``doc_ids`` with ``stats``'s collection counted in (bm25s's "lucene" weights:
+    idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 (1 - b + b dl / avgdl)))."""
+    n_terms, n_docs = len(vocab), len(doc_ids)
+    lengths = np.array([len(d) for d in doc_ids], dtype=np.float64)
+    flat = np.concatenate(doc_ids).astype(np.int64) if n_docs else np.zeros(0, np.int64)
+    docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths.astype(np.int64))
+    pairs, tf = np.unique(flat * max(n_docs, 1) + docs, return_counts=True)  # (term, doc) sorted by term
+    terms, docs = pairs // max(n_docs, 1), pairs % max(n_docs, 1)
+    df = np.bincount(terms, minlength=n_terms) + np.array([stats.df.get(t, 0) for t in vocab], dtype=np.int64)
+    total_docs = stats.n_docs + n_docs
+    avgdl = (stats.total_length + lengths.sum()) / max(total_docs, 1)
+    idf = np.log(1 + (total_docs - df + 0.5) / (df + 0.5))
+    weights = idf[terms] * tf / (tf + K1 * (1 - B + B * lengths[docs] / max(avgdl, 1e-9)))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(terms, minlength=n_terms))]).astype(np.int64)
+    return _BM25({"data": weights.astype(np.float32), "indices": docs.astype(np.int32), "indptr": indptr}, n_docs)
+
+
 def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
     """The ``k`` best positive scores as (position, score), best first, ties by position."""
     if allowed is not None:
@@ -192,41 +235,38 @@ def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list
     return [(int(positive[i]), float(scores[positive[i]])) for i in order]
 
 
-class LexicalWriter:
-    """An ``extra_writers`` hook for ``update_index``: the BM25 index of the version being written.
+class SegmentedLexical:
+    """BM25 over a version made of several segments: each segment's scores, its tombstoned chunks left out,
+    side by side in the order of the version's live chunks (``IndexData.chunks``)."""
 
-    Called under the store's lock before the new version goes live, it reuses the analysis stored
-    in the live version for every chunk that is still there.
-    """
+    def __init__(self, data):
+        self.parts = [(segment.lexical, live) for segment, live in zip(data.segments, data.live_masks)]
+        self.language = self.parts[0][0].language if self.parts else "fr"
 
-    def __init__(self, store):
-        self.store = store
-        self.built: LexicalIndex | None = None
+    def __len__(self) -> int:
+        return sum(int(live.sum()) for _, live in self.parts)
 
-    def __call__(self, data) -> dict[str, bytes]:
-        """``{"lexical.npz": bytes}`` for the new version's chunks."""
-        reuse = _try_load(self.store.current_path() / FILENAME) if self.store.exists() else None
-        self.built = LexicalIndex.build(data.chunks, reuse)
-        return {FILENAME: self.built.to_bytes()}
+    def scores(self, question: str, language: str = "") -> np.ndarray:
+        """BM25 score of every live chunk for ``question``."""
+        language = language or detect_language(question, default=self.language)
+        parts = [index.scores(question, language)[live] for index, live in self.parts]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
-
-def _try_load(path: Path) -> LexicalIndex | None:
-    try:
-        return LexicalIndex.from_file(path)
-    except (FileNotFoundError, IndexMismatchError):
-        return None
+    def search(self, question: str, k: int, allowed: np.ndarray | None = None,
+               language: str = "") -> list[tuple[int, float]]:
+        """The ``k`` best (chunk position, BM25 score) pairs with a positive score, best first."""
+        return top_k(self.scores(question, language), k, allowed)
 
 
-def load_lexical(data) -> LexicalIndex:
-    """The lexical index of a loaded version, from its folder; built in memory when absent or stale.
+def load_lexical(data) -> LexicalIndex | SegmentedLexical:
+    """The lexical index of a loaded version: its segment's, or every segment's side by side.
 
-    An index written before lexical search existed has no ``lexical.npz``; it is built here and
-    a note says how to store it (any later ``rag index`` writes it too).
-    """
-    path = Path(data.path) / FILENAME if getattr(data, "path", None) else None
-    index = _try_load(path) if path else None
-    if index is not None and index.matches(data.chunks):
-        return index
-    if path is not None:
-        log.warning("%s missing or stale; BM25 built in memory (`rag index --rebuild corpus/` stores it)", path)
-    return LexicalIndex.build(data.chunks)
+    A segment without a ``lexical.npz`` (written before lexical search existed) has it built in memory;
+    a note says how to store it (any later ``rag index`` writes it too)."""
+    if len(data.segments) == 1 and data.live_masks[0].all():
+        segment = data.segments[0]
+        if segment.path is not None and not (segment.path / FILENAME).exists():
+            log.warning("%s missing; BM25 built in memory (`rag index --rebuild corpus/` stores it)",
+                        segment.path / FILENAME)
+        return segment.lexical
+    return SegmentedLexical(data)

@@ -1,42 +1,58 @@
-"""The index on disk: one folder per version, swapped in atomically.
+"""The index on disk: versions made of shared, immutable segments, each version swapped in atomically.
 
 Layout of ``ROOT``::
 
-    ROOT/CURRENT            name of the live version folder (replaced atomically)
-    ROOT/v-<ns time>-<rand>/   manifest.json, articles.jsonl, chunks.jsonl, faiss.index
+    ROOT/CURRENT                 name of the live version folder (replaced atomically)
+    ROOT/v-<ns time>-<rand>/     manifest.json: the version's segments, their checksums, its tombstones
+    ROOT/segments/s-<ns time>-<rand>/   articles.jsonl, chunks.jsonl, faiss.index, lexical.npz
 
-A write builds a complete new version folder, fsyncs it, then replaces CURRENT; a crash at
-any point leaves the previous version whole. Writers take an exclusive lock on ROOT/.lock.
-The vectors live once, inside the FAISS structure (flat or HNSW-flat storage): ``IndexData.vectors``
-is a read-only view of that storage, from which incremental updates take the vectors of unchanged
-chunks (never re-embedded) and the FAISS structure is rebuilt on each write. Versions written
-before this kept a ``vectors.npy`` too; it is still checksummed when present, but not read.
+A version is a list of segments (``index.segment``) and tombstones: per segment, the ids of the articles
+a later write deleted or replaced, whose chunks are masked there (FAISS searches them with an ID selector
+that skips them; BM25 drops their scores). A write adds a segment holding only what it adds or replaces
+(or rebuilds one segment of everything: small indexes, ``--rebuild``, compaction), then writes the new
+manifest, fsyncs, and replaces CURRENT; a crash at any point leaves the previous version whole. Writers
+take an exclusive lock on ROOT/.lock. The vectors live once, inside each segment's FAISS storage.
+
+Versions written before segments kept their files in the version folder (and once a ``vectors.npy``):
+they still load, as one segment, and the next write rewrites them as a segment.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.errors import IndexMismatchError, IndexMissingError
-from common.paths import file_sha256
+from index.segment import (
+    EF_SEARCH_CHOICES,
+    EXACT_MAX,
+    HNSW_EF_SEARCH,
+    RECALL_TARGET,
+    Segment,
+    build_faiss,
+    faiss_description,
+    fsync_dir,
+    fsync_dir_only,
+    new_name,
+    remove_tree,
+    stored_vectors,
+    tune_ef_search,
+    verify_checksums,
+)
 from index.types import Article, Chunk
 
+__all__ = ["FORMAT", "EXACT_MAX", "HNSW_EF_SEARCH", "EF_SEARCH_CHOICES", "RECALL_TARGET", "ArticleRecord",
+           "IndexData", "IndexStore", "Segment", "build_faiss", "faiss_description", "stored_vectors",
+           "tune_ef_search", "check_manifest"]
+
 FORMAT = 1
-FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index")
-EXACT_MAX = 200_000  # flat inner product up to here: p95 search stays well under 60 ms on 2 cores
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
-# efSearch is chosen per build: the smallest of these whose measured recall@10 reaches RECALL_TARGET
-# (synthetic queries can be easier than real ones, so not below the value used before measuring).
-EF_SEARCH_CHOICES, RECALL_TARGET, RECALL_QUERIES = (128, 256, 512, 1024), 0.99, 200  # never below the old 128
+SEGMENTS = "segments"
+LEGACY_FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index")
 
 
 @dataclass(frozen=True)
@@ -62,24 +78,57 @@ class ArticleRecord:
 
 
 class IndexData:
-    """A loaded (or freshly built) version of the index: chunks, vectors and the FAISS structure."""
+    """A version of the index, loaded or freshly built: its segments' live articles and chunks, in segment
+    order, their vectors and search. Chunk positions (``chunks[i]``, ``vectors[i]``, search results) count
+    live chunks only; tombstoned ones are invisible."""
 
     def __init__(self, manifest: dict, articles: list[ArticleRecord], chunks: list[Chunk],
                  vectors: np.ndarray | None = None, faiss_index=None, path: Path | None = None):
-        """From ``vectors`` (the FAISS structure is built from them, and holds them from then on) or from a
-        built ``faiss_index``."""
-        self.manifest, self.articles, self.chunks, self.path = manifest, articles, chunks, path
-        self.article_by_id = {a.id: a for a in articles}
+        """One new segment from ``vectors`` (its FAISS structure is built from them, and holds them from then
+        on) or from a built ``faiss_index``."""
         if faiss_index is None:
-            faiss_index = build_faiss(vectors)
-            if hasattr(faiss_index, "hnsw"):  # the efSearch that reaches the recall target at this size
-                self.manifest = {**manifest, "faiss": {**manifest.get("faiss", {}), **tune_ef_search(faiss_index)}}
-        self.faiss = faiss_index
+            segment = Segment.build(articles, chunks, vectors)
+        else:
+            segment = Segment(articles, chunks, faiss_index)
+        self._init({**manifest, "faiss": {**manifest.get("faiss", {}), **segment.info}}, [segment], {}, path)
+
+    @classmethod
+    def of_segments(cls, manifest: dict, segments: list[Segment], dead: dict[str, frozenset],
+                    path: Path | None = None) -> IndexData:
+        """The version made of ``segments`` with the ``dead`` article ids (per segment name) masked."""
+        data = cls.__new__(cls)
+        data._init(manifest, segments, dead, path)
+        return data
+
+    def _init(self, manifest: dict, segments: list[Segment], dead: dict[str, frozenset], path: Path | None):
+        self.manifest, self.segments, self.path = manifest, segments, path
+        self.dead = {s.name: frozenset(dead.get(s.name, ())) for s in segments}
+        self.live_masks = [np.fromiter((c.article_id not in self.dead[s.name] for c in s.chunks), dtype=bool,
+                                       count=len(s.chunks)) for s in segments]
+        self.articles = [a for s in segments for a in s.articles if a.id not in self.dead[s.name]]
+        self.article_by_id = {a.id: a for a in self.articles}
+        self.segment_of = {a.id: s.name for s in segments for a in s.articles if a.id not in self.dead[s.name]}
+        self.chunks = [c for s, live in zip(segments, self.live_masks) for c, keep in zip(s.chunks, live) if keep]
+        self._offsets = np.cumsum([0] + [int(m.sum()) for m in self.live_masks])
+        self._dead_ids = [np.flatnonzero(~m).astype(np.int64) for m in self.live_masks]
+        self._selectors = [_skip(ids) for ids in self._dead_ids]
+        simple = len(segments) == 1 and not len(self._dead_ids[0])
         # One copy of the vectors: a view of the FAISS storage (valid as long as this object holds the index).
-        self.vectors = stored_vectors(self.faiss)
+        self.vectors = segments[0].vectors if simple else _Rows(self)
+        self.faiss = segments[0].faiss
 
     def __len__(self) -> int:
         return len(self.chunks)
+
+    @property
+    def tombstones(self) -> int:
+        """Chunks masked in their segments (deleted or replaced since the segment was written)."""
+        return sum(len(ids) for ids in self._dead_ids)
+
+    def global_positions(self, segment: int) -> np.ndarray:
+        """For each chunk of segment number ``segment``: its position among live chunks, -1 if tombstoned."""
+        live = self.live_masks[segment]
+        return np.where(live, self._offsets[segment] + np.cumsum(live) - 1, -1)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The ``k`` best (chunk position, inner product) pairs; ``allowed`` masks chunk positions."""
@@ -88,87 +137,88 @@ class IndexData:
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if allowed is not None:
             return _masked_search(self.vectors, query[0], k, allowed)
-        scores, ids = self.faiss.search(query, min(k, len(self.chunks)))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        found = []
+        for number, segment in enumerate(self.segments):
+            live = int(self._offsets[number + 1] - self._offsets[number])
+            if not live:
+                continue
+            params = _params(segment.faiss, self._selectors[number])
+            scores, ids = segment.faiss.search(query, min(k, live), params=params)
+            positions = self.global_positions(number) if params is not None else None
+            for i, score in zip(ids[0], scores[0]):
+                if i >= 0:
+                    found.append((int(positions[i] if positions is not None else self._offsets[number] + i),
+                                  float(score)))
+        found.sort(key=lambda f: (-f[1], f[0]))
+        return found[:k]
 
 
-def _masked_search(vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+def _skip(dead: np.ndarray):
+    """A FAISS ID selector that rejects the ``dead`` ids (None when there are none); the selector it wraps
+    is kept on it, since FAISS does not own it."""
+    if not len(dead):
+        return None
+    import faiss
+
+    batch = faiss.IDSelectorBatch(dead)
+    selector = faiss.IDSelectorNot(batch)
+    selector.inner = batch
+    return selector
+
+
+def _params(index, selector):
+    """Search parameters that skip ``selector``'s ids, with the index's own efSearch for HNSW."""
+    if selector is None:
+        return None
+    import faiss
+
+    if hasattr(index, "hnsw"):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)
+
+
+class _Rows:
+    """The live vectors of a segmented version, gathered from the segments' storage on indexing (no copy
+    of the whole is ever held): ``rows[positions]`` is a (len(positions), d) array."""
+
+    def __init__(self, data: IndexData):
+        self.segment, self.local = _locate(data)
+        self.parts = [s.vectors for s in data.segments]
+        self.dim = data.segments[0].vectors.shape[1]
+        self.shape, self.dtype = (len(self.segment), self.dim), np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    def __getitem__(self, positions) -> np.ndarray:
+        index = np.arange(len(self))[positions] if isinstance(positions, slice) else np.asarray(positions)
+        if index.ndim == 0:
+            return self.parts[self.segment[index]][self.local[index]]
+        out = np.empty((len(index), self.dim), dtype=np.float32)
+        segments = self.segment[index]
+        for number in np.unique(segments):
+            rows = segments == number
+            out[rows] = self.parts[number][self.local[index[rows]]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:].astype(dtype or np.float32, copy=False)
+
+
+def _locate(data: IndexData) -> tuple[np.ndarray, np.ndarray]:
+    """For each live chunk position: its segment number and its position in that segment."""
+    segment = np.concatenate([np.full(int(m.sum()), i, dtype=np.int32) for i, m in enumerate(data.live_masks)])
+    local = np.concatenate([np.flatnonzero(m) for m in data.live_masks]).astype(np.int64)
+    return segment, local
+
+
+def _masked_search(vectors, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
     positions = np.flatnonzero(allowed)
     if not len(positions):
         return []
     scores = vectors[positions] @ query
     top = np.argsort(-scores, kind="stable")[:k]
     return [(int(positions[i]), float(scores[i])) for i in top]
-
-
-def build_faiss(vectors: np.ndarray):
-    """Exact inner-product search up to EXACT_MAX vectors, HNSW past it."""
-    import faiss
-
-    dim = vectors.shape[1] if vectors.ndim == 2 else 1
-    if len(vectors) <= EXACT_MAX:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
-
-
-def tune_ef_search(index, queries: int = RECALL_QUERIES, seed: int = 0) -> dict:
-    """Set the HNSW ``index``'s efSearch to the smallest of EF_SEARCH_CHOICES whose recall@10 against exact
-    search reaches RECALL_TARGET (else the largest), and return what was measured, for the manifest.
-
-    Queries are stored vectors plus noise (cosine about 0.9 with their passage, as e5 questions are to
-    their answers' passages); the exact top 10 is brute force over the stored vectors (``faiss.knn``)."""
-    import faiss
-
-    vectors = stored_vectors(index)
-    rng = np.random.default_rng(seed)
-    sample = vectors[rng.integers(0, len(vectors), min(queries, len(vectors)))].astype(np.float32)
-    sample += rng.normal(scale=0.5 / np.sqrt(vectors.shape[1]), size=sample.shape).astype(np.float32)
-    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
-    k = min(10, len(vectors))
-    _, truth = faiss.knn(sample, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-    measured = {}
-    for ef in EF_SEARCH_CHOICES:
-        index.hnsw.efSearch = ef
-        _, found = index.search(sample, k)
-        measured[str(ef)] = float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)]))
-        if measured[str(ef)] >= RECALL_TARGET:
-            break
-    return {"efSearch": ef, "recall@10": round(measured[str(ef)], 4), "recall_by_efSearch": measured,
-            "recall_queries": len(sample)}
-
-
-def stored_vectors(index) -> np.ndarray:
-    """The vectors inside a flat or HNSW-flat FAISS index, as a read-only (n, d) view of its storage: no copy.
-
-    The view keeps ``index`` alive (it is the array's base), so it stays valid whoever drops the index."""
-    import faiss
-
-    flat = faiss.downcast_index(index.storage) if hasattr(index, "storage") else faiss.downcast_index(index)
-    if not flat.ntotal:
-        return np.zeros((0, flat.d), dtype=np.float32)
-    return np.asarray(_Storage(index, int(flat.get_xb()), (flat.ntotal, flat.d)))
-
-
-class _Storage:
-    """FAISS-owned float32 memory seen through numpy's array interface; holds the index that owns it."""
-
-    def __init__(self, owner, address: int, shape: tuple[int, int]):
-        self.owner = owner
-        self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
-
-
-def faiss_description(n: int) -> dict:
-    """How the FAISS structure for ``n`` vectors is built, for the manifest."""
-    if n <= EXACT_MAX:
-        return {"type": "IndexFlatIP", "exact": True}
-    return {"type": "IndexHNSWFlat", "exact": False, "M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION,
-            "efSearch": HNSW_EF_SEARCH}
 
 
 LOAD_ATTEMPTS = 5
@@ -194,38 +244,41 @@ class IndexStore:
             ) from None
         return self.root / name
 
-    def load(self, expect: dict | None = None, verify: bool = True) -> IndexData:
+    def load(self, expect: dict | None = None, verify: bool = True, reuse: IndexData | None = None) -> IndexData:
         """Load the live version; refuse it if damaged or if ``expect`` (model, dimension, chunker) differs.
+        Segments already loaded in ``reuse`` (a version loaded before) are taken from it, not read again.
 
         A reader that loses a race with writers (its version pruned by two writes while it reads) reads
         the new live version instead: it is told to rebuild only when the live version itself is bad."""
         for attempt in range(LOAD_ATTEMPTS):
             path = self.current_path()
             try:
-                return self._load(path, expect, verify)
+                return self._load(path, expect, verify, reuse)
             except (IndexMismatchError, FileNotFoundError):
                 if self.current_path() == path or attempt == LOAD_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _load(self, path: Path, expect: dict | None, verify: bool) -> IndexData:
+    def _load(self, path: Path, expect: dict | None, verify: bool, reuse: IndexData | None) -> IndexData:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError) as exc:
             raise IndexMismatchError(f"{path}: manifest missing or unreadable; "
                                      "rebuild with `rag index --rebuild corpus/`") from exc
         check_manifest(manifest, expect or {}, self.root)
-        if verify:
-            _verify_checksums(path, manifest)
-        import faiss
-
-        articles = [ArticleRecord(**json.loads(line)) for line in _lines(path / "articles.jsonl")]
-        chunks = [Chunk(**json.loads(line)) for line in _lines(path / "chunks.jsonl")]
-        index = faiss.read_index(str(path / "faiss.index"))
-        if index.ntotal != len(chunks):
-            raise IndexMismatchError(f"{path}: {index.ntotal} vectors for {len(chunks)} chunks; "
-                                     "rebuild with `rag index --rebuild corpus/`")
-        return IndexData(manifest, articles, chunks, faiss_index=index, path=path)
+        if "segments" not in manifest:  # written before segments: the version folder is the one segment
+            if verify:
+                verify_checksums(path, manifest.get("checksums", {}))
+            entry = {"name": "", "faiss": manifest.get("faiss"), "checksums": {}}
+            segment = Segment.read(path, entry, False, ArticleRecord)
+            segment.legacy = True
+            return IndexData.of_segments(manifest, [segment], {}, path)
+        known = {s.name: s for s in (reuse.segments if reuse is not None else []) if s.path is not None}
+        segments = [known.get(entry["name"]) or Segment.read(self.root / SEGMENTS / entry["name"], entry, verify,
+                                                             ArticleRecord)
+                    for entry in manifest["segments"]]
+        dead = {name: frozenset(ids) for name, ids in manifest.get("tombstones", {}).items()}
+        return IndexData.of_segments(manifest, segments, dead, path)
 
     @contextlib.contextmanager
     def lock(self):
@@ -240,44 +293,87 @@ class IndexStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def write(self, data: IndexData, extra_files: dict[str, bytes] | None = None) -> Path:
-        """Write ``data`` as a new version and make it live; returns its folder. Call under ``lock()``."""
-        import faiss
-
+    def write(self, data: IndexData) -> Path:
+        """Write ``data`` as a new version and make it live; returns its folder. Only its segments that are
+        not on disk yet are written. Call under ``lock()``."""
         self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / SEGMENTS).mkdir(exist_ok=True)
         previous = self.current_path().name if self.exists() else ""
-        name = f"v-{time.time_ns():020d}-{secrets.token_hex(3)}"
+        name = f"v-{new_name()}"
+        entries, written = [], []
         tmp = self.root / f".tmp-{name}"
-        tmp.mkdir()
         try:
-            _write_lines(tmp / "articles.jsonl", (dataclasses.asdict(a) for a in data.articles))
-            _write_lines(tmp / "chunks.jsonl", (dataclasses.asdict(c) for c in data.chunks))
-            faiss.write_index(data.faiss, str(tmp / "faiss.index"))
-            for filename, payload in (extra_files or {}).items():
-                (tmp / filename).write_bytes(payload)
-            files = [*FILES, *(extra_files or {})]
-            manifest = {**data.manifest, "checksums": {f: file_sha256(tmp / f) for f in files}}
+            for segment in data.segments:
+                entries.append(segment.describe(self._put(segment, written)))
+            tmp.mkdir()
+            tombstones = {s.name: sorted(data.dead[s.name]) for s in data.segments if data.dead.get(s.name)}
+            manifest = {**data.manifest, "segments": entries, "tombstones": tombstones}
+            manifest.pop("checksums", None)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             tmp.rename(self.root / name)
+            fsync_dir_only(self.root)
             _replace_text(self.root / "CURRENT", name)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
+            for segment in data.segments:
+                if segment.path in written:
+                    remove_tree(segment.path)
+                    segment.path = None
             raise
         data.manifest, data.path = manifest, self.root / name
         self._prune(keep={name, previous})
         return self.root / name
 
+    def _put(self, segment: Segment, written: list[Path]) -> dict:
+        """Write ``segment`` under ``segments/`` unless it is there already; returns its checksums."""
+        folder = self.root / SEGMENTS / segment.name
+        if segment.path == folder and not segment.legacy:
+            return self._checksums_of(segment)
+        if segment.legacy:  # rewritten as a segment of its own, under a new name
+            segment.name = f"s-{new_name()}"
+            folder = self.root / SEGMENTS / segment.name
+        tmp = folder.with_name(f".tmp-{segment.name}")
+        checksums = segment.write(tmp)
+        tmp.rename(folder)
+        fsync_dir_only(folder.parent)
+        segment.path, segment.legacy, segment.checksums = folder, False, checksums
+        written.append(folder)
+        return checksums
+
+    def _checksums_of(self, segment: Segment) -> dict:
+        """The checksums of a segment already on disk, as the live manifest lists them."""
+        if segment.checksums:
+            return segment.checksums
+        manifest = json.loads((self.current_path() / "manifest.json").read_text())
+        for entry in manifest.get("segments", []):
+            if entry["name"] == segment.name:
+                segment.checksums = entry["checksums"]
+                return entry["checksums"]
+        raise IndexMismatchError(f"segment {segment.name} is not in the live version; "
+                                 "rebuild with `rag index --rebuild corpus/`")
+
     def _prune(self, keep: set[str]) -> None:
         """Remove leftovers of crashed writes (``.tmp-*`` folders, ``.CURRENT.*`` files, version folders
-        that never became live) and old versions, keeping the live one and the one it replaced (what
-        CURRENT named, not the next folder by name), so that a reader who read CURRENT just before the
-        swap can still open its files. Call under ``lock()``."""
+        and segments that never became live) and old versions, keeping the live one and the one it replaced
+        (what CURRENT named, not the next folder by name) with their segments, so that a reader who read
+        CURRENT just before the swap can still open its files. Call under ``lock()``."""
+        used = set()
+        for name in keep:
+            try:
+                manifest = json.loads((self.root / name / "manifest.json").read_text())
+            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+                continue
+            used |= {entry["name"] for entry in manifest.get("segments", [])}
         for child in self.root.iterdir():
             if child.is_dir() and child.name not in keep and child.name.startswith(("v-", ".tmp-")):
-                shutil.rmtree(child, ignore_errors=True)
+                remove_tree(child)
             elif child.is_file() and child.name.startswith(".CURRENT."):
                 child.unlink(missing_ok=True)
+        segments = self.root / SEGMENTS
+        for child in segments.iterdir() if segments.is_dir() else ():
+            if child.name not in used:
+                remove_tree(child)
 
 
 def check_manifest(manifest: dict, expect: dict, root: Path) -> None:
@@ -295,34 +391,6 @@ def check_manifest(manifest: dict, expect: dict, root: Path) -> None:
             )
 
 
-def _verify_checksums(path: Path, manifest: dict) -> None:
-    for filename, expected in manifest.get("checksums", {}).items():
-        if not (path / filename).exists() or file_sha256(path / filename) != expected:
-            raise IndexMismatchError(
-                f"{path / filename} is missing or damaged (checksum mismatch); "
-                "rebuild with `rag index --rebuild corpus/`"
-            )
-
-
-def _lines(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        yield from (line for line in fh if line.strip())
-
-
-def _write_lines(path: Path, records) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush every file of ``path``, then the folder entry itself."""
-    for child in path.iterdir():
-        with open(child, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir_only(path)
-
-
 def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}")
     with open(tmp, "w") as fh:
@@ -330,12 +398,6 @@ def _replace_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir_only(path.parent)
+    fsync_dir_only(path.parent)
 
 
-def _fsync_dir_only(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,10 +7,9 @@ import sys
 import threading
 from pathlib import Path
 
-from index.build import UpdateReport, load_or_empty, update_index
+from index.build import UpdateReport, compact, compaction_due, load_or_empty, update_index
 from index.chunker import Chunker
 from index.embedder import load_embedder
-from index.lexical import LexicalWriter
 from index.loaders import load_articles
 from index.store import IndexData, IndexStore
 from index.tokens import seed_tiktoken_cache
@@ -40,8 +39,7 @@ def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = Fa
     articles = [*(load_articles(paths, settings.max_article_chars) if paths else []), *articles]
     store = IndexStore(settings.index_dir)
     return update_index(store, embedder, make_chunker(settings), articles,
-                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
-                        extra_writers=[LexicalWriter(store)])  # BM25 in the same version, same manifest
+                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild)
 
 
 def sync_corpus(settings: Settings, embedder) -> tuple[IndexData, UpdateReport]:
@@ -64,7 +62,33 @@ def update_live(pipeline: Pipeline, articles=(), delete=()) -> UpdateReport:
     data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
     if report.changed:
         swap_if_newer(pipeline, data)
+        if compaction_due(data):
+            compact_in_background(pipeline)
     return report
+
+
+_COMPACTING = threading.Lock()
+
+
+def compact_in_background(pipeline: Pipeline) -> threading.Thread | None:
+    """Compact the served index in a thread (one at a time; None if one is running) and serve the result.
+    Writes go on meanwhile: the compaction takes the writer lock only to commit."""
+    if not _COMPACTING.acquire(blocking=False):
+        return None
+
+    def run():
+        try:
+            data = compact(IndexStore(pipeline.settings.index_dir), log.info)
+            if data is not None:
+                swap_if_newer(pipeline, data)
+        except Exception:  # noqa: BLE001 (the index stays as it was; the next write tries again)
+            log.exception("compaction failed; the index is unchanged")
+        finally:
+            _COMPACTING.release()
+
+    thread = threading.Thread(target=run, name="index-compaction", daemon=True)
+    thread.start()
+    return thread
 
 
 def swap_if_newer(pipeline: Pipeline, data: IndexData) -> bool:
@@ -115,7 +139,8 @@ class IndexFollower:
             swapped = False
             try:
                 if served is None or store.current_path().name > Path(served).name:
-                    swapped = swap_if_newer(self.pipeline, load_or_empty(store, self.pipeline.embedder, self.chunker))
+                    live = load_or_empty(store, self.pipeline.embedder, self.chunker, reuse=self.pipeline.data)
+                    swapped = swap_if_newer(self.pipeline, live)  # only segments it did not hold were read
             except Exception as exc:  # noqa: BLE001 (a bad version must not stop the server; it keeps the old one)
                 log.error("index version in %s not loaded, still serving %s: %s", self.root,
                           Path(served).name if served else "an empty index", exc)

@@ -15,7 +15,6 @@ def fake_pipeline(index_dir: Path, articles=None, **overrides):
     from index.build import update_index
     from index.chunker import Chunker
     from index.embedder import FakeEmbedder
-    from index.lexical import LexicalWriter
     from index.store import IndexStore
     from rag.pipeline import Pipeline
     from rag.service import index_paths
@@ -28,7 +27,7 @@ def fake_pipeline(index_dir: Path, articles=None, **overrides):
         data, _ = index_paths(settings, embedder, settings.corpus_dirs)
     else:
         store = IndexStore(settings.index_dir)
-        data, _ = update_index(store, embedder, Chunker(), articles, extra_writers=[LexicalWriter(store)])
+        data, _ = update_index(store, embedder, Chunker(), articles)
     return Pipeline(settings, embedder, data)
 
 

@@ -7,7 +7,7 @@ from common.errors import UnknownNameError
 from index.build import passage_text, update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.lexical import LexicalIndex, LexicalWriter, analyze, document_text
+from index.lexical import LexicalIndex, analyze, document_text
 from index.store import IndexStore
 from index.types import Article
 from rag.pipeline import Pipeline
@@ -33,7 +33,7 @@ QUESTIONS = ["Combien Microsoft a-t-il investi dans OpenAI ?", "cloud Azure part
 def index(tmp_path_factory):
     store = IndexStore(tmp_path_factory.mktemp("hybrid"))
     articles = [Article(id=f"a{i}", title="", text=t, language="fr") for i, t in enumerate(TEXTS)]
-    data, _ = update_index(store, FakeEmbedder(16), Chunker(), articles, extra_writers=[LexicalWriter(store)])
+    data, _ = update_index(store, FakeEmbedder(16), Chunker(), articles)
     return data
 
 

@@ -9,7 +9,7 @@ import pytest
 from index.build import passage_text, update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.lexical import FILENAME, K1, B, LexicalIndex, LexicalWriter, analyze, document_text, load_lexical
+from index.lexical import FILENAME, K1, B, LexicalIndex, analyze, document_text, load_lexical
 from index.store import IndexStore
 from index.types import Article, Chunk
 
@@ -117,14 +117,13 @@ def store(tmp_path):
 
 
 def write(store, articles=(), delete=()):
-    writer = LexicalWriter(store)
-    data, report = update_index(store, FakeEmbedder(32), Chunker(), articles, delete=delete, extra_writers=[writer])
-    return data, report, writer
+    return update_index(store, FakeEmbedder(32), Chunker(), articles, delete=delete)
 
 
 def test_lexical_file_is_in_the_version_and_its_manifest(store):
-    data, _, _ = write(store, [article(n, t) for n, t in TEXTS.items()])
-    assert (data.path / FILENAME).is_file() and FILENAME in data.manifest["checksums"]
+    data, _ = write(store, [article(n, t) for n, t in TEXTS.items()])
+    segment = data.segments[0]
+    assert (segment.path / FILENAME).is_file() and FILENAME in data.manifest["segments"][0]["checksums"]
     loaded = IndexStore(store.root).load()  # verifies every checksum, lexical.npz included
     lexical = load_lexical(loaded)
     assert lexical.matches(loaded.chunks)
@@ -138,9 +137,9 @@ def test_incremental_add_and_delete_keep_dense_and_lexical_in_step(store, monkey
 
     real = lexical_module.analyze
     monkeypatch.setattr(lexical_module, "analyze", lambda text, lang: analysed.append(text) or real(text, lang))
-    data, report, writer = write(store, [article(3, TEXTS[3])])
+    data, report = write(store, [article(3, TEXTS[3])])
     assert report.chunks_embedded == 1 and len(analysed) == 1, "only the new chunk is embedded and analysed"
-    data, _, writer = write(store, delete=["a1"])
+    data, _ = write(store, delete=["a1"])
     assert len(analysed) == 1, "a delete analyses nothing"
     lexical = load_lexical(IndexStore(store.root).load())
     assert lexical.matches(data.chunks) and len(lexical) == len(data.vectors) == len(data.chunks)
@@ -156,6 +155,8 @@ def test_incremental_add_and_delete_keep_dense_and_lexical_in_step(store, monkey
 
 
 def test_missing_lexical_file_is_built_in_memory(store, caplog):
-    data, _ = update_index(store, FakeEmbedder(32), Chunker(), [article(1, TEXTS[1])])  # no writer: older index
+    written, _ = write(store, [article(1, TEXTS[1])])
+    (written.segments[0].path / FILENAME).unlink()  # as a segment written before lexical search existed
+    data = IndexStore(store.root).load(verify=False)
     lexical = load_lexical(data)
     assert lexical.matches(data.chunks) and "rebuild" in caplog.text

@@ -1,6 +1,7 @@
 """The index on disk: incremental updates, manifest checks, atomic versions, search oracle."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -82,13 +83,15 @@ def test_manifest_mismatch_and_damage_are_refused(env):
     update_index(store, emb, chunker, [article(1)])
     manifest = store.load().manifest
     assert manifest["model"] == emb.name and manifest["dimension"] == 32
-    assert manifest["counts"]["articles"] == 1 and set(manifest["checksums"]) >= {"chunks.jsonl", "faiss.index"}
-    assert not (store.current_path() / "vectors.npy").exists(), "the vectors are kept once, in faiss.index"
+    files = set(manifest["segments"][0]["checksums"])
+    assert manifest["counts"]["articles"] == 1 and files >= {"chunks.jsonl", "faiss.index", "lexical.npz"}
+    segment = store.load().segments[0].path
+    assert not (segment / "vectors.npy").exists(), "the vectors are kept once, in faiss.index"
     with pytest.raises(IndexMismatchError, match="rebuild"):
         update_index(store, FakeEmbedder(16), chunker, [article(2)])
     with pytest.raises(IndexMismatchError, match="chunker"):
         update_index(store, emb, Chunker(target_tokens=128, overlap_tokens=8), [article(2)])
-    vectors = store.current_path() / "faiss.index"
+    vectors = segment / "faiss.index"
     raw = bytearray(vectors.read_bytes())
     raw[-3] ^= 0xFF
     vectors.write_bytes(bytes(raw))
@@ -106,11 +109,13 @@ def test_a_failed_write_leaves_the_old_version_whole(env, monkeypatch):
     def boom(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr("index.store._fsync_dir", boom)
+    segments = sorted(p.name for p in (store.root / "segments").iterdir())
+    monkeypatch.setattr("index.store.fsync_dir", boom)  # the new version's manifest, after its segment
     with pytest.raises(OSError):
         update_index(store, emb, chunker, [article(2)])
     assert store.current_path() == before and [a.id for a in store.load().articles] == ["a1"]
     assert not [p for p in store.root.iterdir() if p.name.startswith(".tmp-")]
+    assert sorted(p.name for p in (store.root / "segments").iterdir()) == segments, "its segment is removed"
 
 
 def test_missing_index_says_how_to_build_it(tmp_path):
@@ -158,7 +163,7 @@ def test_crash_leftovers_are_cleaned_and_the_real_previous_version_kept(env, mon
     (orphan / "manifest.json").write_text("{}")
     update_index(store, emb, chunker, [article(1), article(2)])
     names = sorted(p.name for p in store.root.iterdir() if not p.name.startswith(".lock"))
-    assert names == sorted(["CURRENT", live, store.current_path().name]), names
+    assert names == sorted(["CURRENT", "segments", live, store.current_path().name]), names
 
 
 def test_a_reader_that_loses_a_race_with_two_writes_reads_the_new_version(env, monkeypatch):
@@ -166,13 +171,13 @@ def test_a_reader_that_loses_a_race_with_two_writes_reads_the_new_version(env, m
     update_index(store, emb, chunker, [article(1)])
     real_load, raced = IndexStore._load, []
 
-    def slow_reader(self, path, expect, verify):
+    def slow_reader(self, path, expect, verify, reuse):
         if not raced:  # two writes land while this reader is between CURRENT and its files
             raced.append(path)
             update_index(store, emb, chunker, [article(1), article(2)])
             update_index(store, emb, chunker, [article(1), article(2), article(3)])
             assert not path.exists(), "its version was pruned"
-        return real_load(self, path, expect, verify)
+        return real_load(self, path, expect, verify, reuse)
 
     monkeypatch.setattr(IndexStore, "_load", slow_reader)
     assert [a.id for a in store.load().articles] == ["a1", "a2", "a3"]
@@ -226,21 +231,31 @@ def test_an_index_of_the_previous_layout_with_vectors_npy_still_loads(env):
     store, emb, chunker = env
     data, _ = update_index(store, emb, chunker, [article(1)])
     folder = store.current_path()
-    np.save(folder / "vectors.npy", data.vectors)  # what versions written before kept beside faiss.index
+    segment = data.segments[0].path
+    for name in ("articles.jsonl", "chunks.jsonl", "faiss.index"):  # the layout before segments
+        (folder / name).write_bytes((segment / name).read_bytes())
+    np.save(folder / "vectors.npy", data.vectors)  # what versions written before that kept beside faiss.index
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["checksums"]["vectors.npy"] = file_sha256(folder / "vectors.npy")
+    del manifest["segments"], manifest["tombstones"]
+    manifest["checksums"] = {f: file_sha256(folder / f) for f in ("articles.jsonl", "chunks.jsonl", "faiss.index",
+                                                                  "vectors.npy")}
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    np.testing.assert_array_equal(store.load().vectors, data.vectors)
+    shutil.rmtree(store.root / "segments")
+    legacy = store.load()
+    np.testing.assert_array_equal(legacy.vectors, data.vectors)
+    assert legacy.segments[0].legacy and [a.id for a in legacy.articles] == ["a1"]
     update_index(store, emb, chunker, [article(2)])
-    assert not (store.current_path() / "vectors.npy").exists()
+    rewritten = store.load()
+    assert [a.id for a in rewritten.articles] == ["a1", "a2"] and not rewritten.segments[0].legacy
+    assert not (store.current_path() / "vectors.npy").exists() and "segments" in rewritten.manifest
 
 
 def test_a_faiss_file_that_disagrees_with_the_chunks_is_refused(env):
     import faiss
 
     store, emb, chunker = env
-    update_index(store, emb, chunker, [article(1), article(2)])
-    folder = store.current_path()
+    data, _ = update_index(store, emb, chunker, [article(1), article(2)])
+    folder = data.segments[0].path
     faiss.write_index(faiss.IndexFlatIP(32), str(folder / "faiss.index"))
     with pytest.raises(IndexMismatchError, match="vectors for"):
         store.load(verify=False)
@@ -250,7 +265,7 @@ def test_an_hnsw_index_gets_the_efsearch_that_reaches_the_recall_target(monkeypa
     import index.store as store_module
     from index.types import Chunk
 
-    monkeypatch.setattr(store_module, "EXACT_MAX", 1000)
+    monkeypatch.setattr("index.segment.EXACT_MAX", 1000)
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(50, 32)).astype(np.float32)
     vectors = centroids[rng.integers(0, 50, 6000)] + rng.normal(scale=0.15, size=(6000, 32)).astype(np.float32)

@@ -1,0 +1,235 @@
+"""A segment: an immutable part of the index (articles, chunks, their FAISS structure and BM25 matrix).
+
+A version of the index (``index.store``) is a list of segments plus tombstones: the ids of articles
+that a later write deleted or replaced, masked in the segment that holds their old chunks. Segments are
+written once, under ``ROOT/segments/<name>/``, and shared by every version that lists them, so a write
+that adds an article to a large archive writes a small segment and a manifest, not the archive again;
+a server following the folder loads only the new segment (``IndexStore.load(reuse=...)``).
+
+Files of a segment::
+
+    articles.jsonl  chunks.jsonl  faiss.index  lexical.npz
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import IndexMismatchError
+from common.paths import file_sha256
+from index.lexical import FILENAME as LEXICAL_FILE
+from index.lexical import LexicalIndex, LexicalStats
+from index.types import Chunk
+
+FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index", LEXICAL_FILE)
+EXACT_MAX = 200_000  # flat inner product up to here: p95 search stays well under 60 ms on 2 cores
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+# efSearch is chosen per build: the smallest of these whose measured recall@10 reaches RECALL_TARGET
+# (synthetic queries can be easier than real ones, so not below the value used before measuring).
+EF_SEARCH_CHOICES, RECALL_TARGET, RECALL_QUERIES = (128, 256, 512, 1024), 0.99, 200  # never below the old 128
+
+
+def new_name() -> str:
+    """A segment or version name that sorts in creation order."""
+    return f"{time.time_ns():020d}-{secrets.token_hex(3)}"
+
+
+class Segment:
+    """Articles, their chunks, the FAISS structure holding the chunks' vectors (once: ``vectors`` is a
+    read-only view of its storage) and, once asked for, their BM25 index. ``path`` is None until written."""
+
+    def __init__(self, articles: list, chunks: list[Chunk], faiss_index, lexical: LexicalIndex | None = None,
+                 name: str = "", path: Path | None = None, info: dict | None = None):
+        self.articles, self.chunks, self.faiss = articles, chunks, faiss_index
+        self.name, self.path = name or f"s-{new_name()}", path
+        self.info = info if info is not None else faiss_description(len(chunks))
+        self._lexical = lexical
+        self.vectors = stored_vectors(faiss_index)
+        self.checksums: dict = {}  # of its files, once written or read
+        self.legacy = False  # read from a version folder written before segments
+
+    @classmethod
+    def build(cls, articles: list, chunks: list[Chunk], vectors: np.ndarray, reuse=(),
+              stats: LexicalStats | None = None) -> Segment:
+        """A new segment: FAISS built from ``vectors`` (HNSW past EXACT_MAX, its efSearch tuned), BM25 from the
+        chunks (analysis reused from the ``reuse`` lexical indexes; ``stats``: another segment's document
+        frequencies, so a small segment's scores stay on the scale of the large one beside it)."""
+        index, info = build_faiss(vectors), faiss_description(len(vectors))
+        if hasattr(index, "hnsw"):  # the efSearch that reaches the recall target at this size
+            info = {**info, **tune_ef_search(index)}
+        return cls(articles, chunks, index, LexicalIndex.build(chunks, reuse, stats), info=info)
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index: read from the segment's ``lexical.npz``, or built in memory when absent or stale."""
+        if self._lexical is None:
+            stored = _try_lexical(self.path / LEXICAL_FILE) if self.path is not None else None
+            self._lexical = stored if stored is not None and stored.matches(self.chunks) else LexicalIndex.build(
+                self.chunks)
+        return self._lexical
+
+    def write(self, folder: Path) -> dict:
+        """Write the segment's files into ``folder`` (fsynced); returns their checksums."""
+        import faiss
+
+        folder.mkdir()
+        write_lines(folder / "articles.jsonl", (dataclasses.asdict(a) for a in self.articles))
+        write_lines(folder / "chunks.jsonl", (dataclasses.asdict(c) for c in self.chunks))
+        faiss.write_index(self.faiss, str(folder / "faiss.index"))
+        (folder / LEXICAL_FILE).write_bytes(self.lexical.to_bytes())
+        fsync_dir(folder)
+        return {f: file_sha256(folder / f) for f in FILES}
+
+    def describe(self, checksums: dict) -> dict:
+        """The segment's entry in a version manifest."""
+        return {"name": self.name, "articles": len(self.articles), "chunks": len(self.chunks),
+                "faiss": self.info, "checksums": checksums}
+
+    @classmethod
+    def read(cls, folder: Path, entry: dict, verify: bool, record_type) -> Segment:
+        """The segment in ``folder`` that a manifest ``entry`` describes; IndexMismatchError if damaged."""
+        import faiss
+
+        if verify:
+            verify_checksums(folder, entry.get("checksums", {}))
+        articles = [record_type(**json.loads(line)) for line in read_lines(folder / "articles.jsonl")]
+        chunks = [Chunk(**json.loads(line)) for line in read_lines(folder / "chunks.jsonl")]
+        index = faiss.read_index(str(folder / "faiss.index"))
+        if index.ntotal != len(chunks):
+            raise IndexMismatchError(f"{folder}: {index.ntotal} vectors for {len(chunks)} chunks; "
+                                     "rebuild with `rag index --rebuild corpus/`")
+        info = dict(entry.get("faiss") or faiss_description(len(chunks)))
+        if hasattr(index, "hnsw") and "efSearch" in info:
+            index.hnsw.efSearch = int(info["efSearch"])
+        segment = cls(articles, chunks, index, name=entry.get("name", ""), path=folder, info=info)
+        segment.checksums = dict(entry.get("checksums", {}))
+        return segment
+
+
+def _try_lexical(path: Path) -> LexicalIndex | None:
+    try:
+        return LexicalIndex.from_file(path)
+    except (FileNotFoundError, IndexMismatchError):
+        return None
+
+
+def build_faiss(vectors: np.ndarray):
+    """Exact inner-product search up to EXACT_MAX vectors, HNSW past it."""
+    import faiss
+
+    dim = vectors.shape[1] if vectors.ndim == 2 else 1
+    if len(vectors) <= EXACT_MAX:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def faiss_description(n: int) -> dict:
+    """How the FAISS structure for ``n`` vectors is built, for the manifest."""
+    if n <= EXACT_MAX:
+        return {"type": "IndexFlatIP", "exact": True}
+    return {"type": "IndexHNSWFlat", "exact": False, "M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION,
+            "efSearch": HNSW_EF_SEARCH}
+
+
+def tune_ef_search(index, queries: int = RECALL_QUERIES, seed: int = 0) -> dict:
+    """Set the HNSW ``index``'s efSearch to the smallest of EF_SEARCH_CHOICES whose recall@10 against exact
+    search reaches RECALL_TARGET (else the largest), and return what was measured, for the manifest.
+
+    Queries are stored vectors plus noise (cosine about 0.9 with their passage, as e5 questions are to
+    their answers' passages); the exact top 10 is brute force over the stored vectors (``faiss.knn``)."""
+    import faiss
+
+    vectors = stored_vectors(index)
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.integers(0, len(vectors), min(queries, len(vectors)))].astype(np.float32)
+    sample += rng.normal(scale=0.5 / np.sqrt(vectors.shape[1]), size=sample.shape).astype(np.float32)
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    k = min(10, len(vectors))
+    _, truth = faiss.knn(sample, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    measured = {}
+    for ef in EF_SEARCH_CHOICES:
+        index.hnsw.efSearch = ef
+        _, found = index.search(sample, k)
+        measured[str(ef)] = float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)]))
+        if measured[str(ef)] >= RECALL_TARGET:
+            break
+    return {"efSearch": ef, "recall@10": round(measured[str(ef)], 4), "recall_by_efSearch": measured,
+            "recall_queries": len(sample)}
+
+
+def stored_vectors(index) -> np.ndarray:
+    """The vectors inside a flat or HNSW-flat FAISS index, as a read-only (n, d) view of its storage: no copy.
+
+    The view keeps ``index`` alive (it is the array's base), so it stays valid whoever drops the index."""
+    import faiss
+
+    flat = faiss.downcast_index(index.storage) if hasattr(index, "storage") else faiss.downcast_index(index)
+    if not flat.ntotal:
+        return np.zeros((0, flat.d), dtype=np.float32)
+    return np.asarray(_Storage(index, int(flat.get_xb()), (flat.ntotal, flat.d)))
+
+
+class _Storage:
+    """FAISS-owned float32 memory seen through numpy's array interface; holds the index that owns it."""
+
+    def __init__(self, owner, address: int, shape: tuple[int, int]):
+        self.owner = owner
+        self.__array_interface__ = {"shape": shape, "typestr": "<f4", "data": (address, True), "version": 3}
+
+
+def verify_checksums(path: Path, checksums: dict) -> None:
+    """IndexMismatchError, with the fix, unless every file in ``checksums`` is there with that sha256."""
+    for filename, expected in checksums.items():
+        if not (path / filename).exists() or file_sha256(path / filename) != expected:
+            raise IndexMismatchError(
+                f"{path / filename} is missing or damaged (checksum mismatch); "
+                "rebuild with `rag index --rebuild corpus/`"
+            )
+
+
+def read_lines(path: Path):
+    """The non-blank lines of a JSON Lines file."""
+    with open(path, encoding="utf-8") as fh:
+        yield from (line for line in fh if line.strip())
+
+
+def write_lines(path: Path, records) -> None:
+    """``records`` as JSON Lines."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush every file of ``path``, then the folder entry itself."""
+    for child in path.iterdir():
+        with open(child, "rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir_only(path)
+
+
+def fsync_dir_only(path: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder and what it holds, ignoring what is already gone."""
+    shutil.rmtree(path, ignore_errors=True)
