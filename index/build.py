@@ -61,26 +61,27 @@ def expected_manifest(embedder: Embedder, chunker: Chunker) -> dict:
 
 
 def load_or_empty(store: IndexStore, embedder: Embedder, chunker: Chunker, rebuild: bool = False,
-                  reuse: IndexData | None = None) -> IndexData:
+                  reuse: IndexData | None = None, lazy: bool = False) -> IndexData:
     """The live version if it matches the settings, an empty one if there is none (or ``rebuild``);
-    segments already loaded in ``reuse`` are not read again."""
+    segments already loaded in ``reuse`` are not read again, FAISS files only when needed with ``lazy``."""
     expect = expected_manifest(embedder, chunker)
     if store.exists() and not rebuild:
-        return store.load(expect=expect, reuse=reuse)
+        return store.load(expect=expect, reuse=reuse, lazy=lazy)
     return IndexData({**expect, "counts": {"articles": 0, "chunks": 0}}, [], [],
                      np.zeros((0, embedder.dim), dtype=np.float32))
 
 
 def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articles: Iterable[Article] = (),
                  delete: Iterable[str] = (), prune_under: Iterable[str] | None = None,
-                 rebuild: bool = False) -> tuple[IndexData, UpdateReport]:
+                 rebuild: bool = False, reuse: IndexData | None = None) -> tuple[IndexData, UpdateReport]:
     """Add or replace ``articles`` and delete the ``delete`` ids.
 
     With ``prune_under`` (folder or file paths), also delete every indexed article that was loaded
     from under one of them but is not among ``articles`` (its file was removed).
 
     Unchanged articles (same content hash) are skipped; chunks whose id already exists keep their
-    vector. Returns the live data and a report.
+    vector. ``reuse``: a version already in memory (the one a server serves), whose segments are not read
+    again. Returns the live data and a report.
     """
     articles, delete = list(articles), set(delete)
     report, started = UpdateReport(), time.perf_counter()
@@ -89,7 +90,7 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
     # just what another writer changed meanwhile (usually nothing).
     embedder, snapshot = _Prepared(embedder), None
     if articles:
-        snapshot = load_or_empty(store, embedder.inner, chunker, rebuild)
+        snapshot = load_or_empty(store, embedder.inner, chunker, rebuild, reuse=reuse, lazy=True)
         embedder.prepare(snapshot, articles, chunker)
     report.seconds["prepare"] = round(time.perf_counter() - started, 3)
     with store.lock():
@@ -98,7 +99,8 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
         # then it is read again (loading a large index twice would cost as much as the write).
         live = store.current_path() if store.exists() else None
         unchanged = snapshot is not None and (snapshot.path == live or rebuild)
-        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=snapshot)
+        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=snapshot or reuse,
+                                                       lazy=True)
         report.seconds["load"] = round(time.perf_counter() - locked, 3)
         missing = delete - set(old.article_by_id)
         if missing:

@@ -65,6 +65,7 @@ class LexicalIndex:
         self.keys, self.vocab, self.doc_ids, self.language = keys, vocab, doc_ids, language
         self.term_id = {term: i for i, term in enumerate(vocab)}
         self._bm25 = _bm25(vocab, doc_ids) if stats is None else _bm25_with(vocab, doc_ids, stats)
+        self._stats: LexicalStats | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -97,9 +98,10 @@ class LexicalIndex:
 
     def stats(self) -> LexicalStats:
         """This index's document count, total length and document frequencies, for ``build(stats=...)``."""
-        indptr = self._bm25.arrays["indptr"]
-        df = dict(zip(self.vocab, np.diff(indptr).tolist())) if len(indptr) > 1 else {}
-        return LexicalStats(len(self.doc_ids), int(sum(len(d) for d in self.doc_ids)), df)
+        if self._stats is None:
+            lengths = int(sum(len(d) for d in self.doc_ids))
+            self._stats = LexicalStats(len(self.doc_ids), lengths, _DocFreq(self.term_id, self._bm25.arrays["indptr"]))
+        return self._stats
 
     def scores(self, question: str, language: str = "") -> np.ndarray:
         """BM25 score of every chunk for ``question`` (zero where no term matches)."""
@@ -142,6 +144,7 @@ class LexicalIndex:
         index.keys, index.vocab, index.doc_ids, index.language = meta["keys"], meta["vocab"], doc_ids, meta["language"]
         index.term_id = {term: i for i, term in enumerate(index.vocab)}
         index._bm25 = _BM25(arrays, len(doc_ids))
+        index._stats = None
         return index
 
     def matches(self, chunks: Sequence[Chunk]) -> bool:
@@ -200,7 +203,18 @@ class LexicalStats:
 
     n_docs: int
     total_length: int
-    df: dict[str, int]
+    df: dict[str, int] | _DocFreq
+
+
+class _DocFreq:
+    """Document frequencies read off a BM25 matrix (its non-zeros per term), looked up term by term."""
+
+    def __init__(self, term_id: dict[str, int], indptr: np.ndarray):
+        self.term_id, self.indptr = term_id, indptr
+
+    def get(self, term: str, default: int = 0) -> int:
+        i = self.term_id.get(term)
+        return default if i is None else int(self.indptr[i + 1] - self.indptr[i])
 
 
 def _bm25_with(vocab: list[str], doc_ids: list[np.ndarray], stats: LexicalStats) -> _BM25:

@@ -47,11 +47,13 @@ class Segment:
 
     def __init__(self, articles: list, chunks: list[Chunk], faiss_index, lexical: LexicalIndex | None = None,
                  name: str = "", path: Path | None = None, info: dict | None = None):
-        self.articles, self.chunks, self.faiss = articles, chunks, faiss_index
+        """``faiss_index`` may be None for a segment read from ``path``: its file is read when first searched
+        (a write that only adds a segment beside it never reads it)."""
+        self.articles, self.chunks, self._faiss = articles, chunks, faiss_index
         self.name, self.path = name or f"s-{new_name()}", path
         self.info = info if info is not None else faiss_description(len(chunks))
         self._lexical = lexical
-        self.vectors = stored_vectors(faiss_index)
+        self._vectors = None
         self.checksums: dict = {}  # of its files, once written or read
         self.legacy = False  # read from a version folder written before segments
 
@@ -65,6 +67,28 @@ class Segment:
         if hasattr(index, "hnsw"):  # the efSearch that reaches the recall target at this size
             info = {**info, **tune_ef_search(index)}
         return cls(articles, chunks, index, LexicalIndex.build(chunks, reuse, stats), info=info)
+
+    @property
+    def faiss(self):
+        """The FAISS structure, read from the segment's file on first use."""
+        if self._faiss is None:
+            import faiss
+
+            index = faiss.read_index(str(self.path / "faiss.index"))
+            if index.ntotal != len(self.chunks):
+                raise IndexMismatchError(f"{self.path}: {index.ntotal} vectors for {len(self.chunks)} chunks; "
+                                         "rebuild with `rag index --rebuild corpus/`")
+            if hasattr(index, "hnsw") and "efSearch" in self.info:
+                index.hnsw.efSearch = int(self.info["efSearch"])
+            self._faiss = index
+        return self._faiss
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The chunks' vectors: a read-only view of the FAISS storage."""
+        if self._vectors is None:
+            self._vectors = stored_vectors(self.faiss)
+        return self._vectors
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -93,22 +117,17 @@ class Segment:
                 "faiss": self.info, "checksums": checksums}
 
     @classmethod
-    def read(cls, folder: Path, entry: dict, verify: bool, record_type) -> Segment:
-        """The segment in ``folder`` that a manifest ``entry`` describes; IndexMismatchError if damaged."""
-        import faiss
-
+    def read(cls, folder: Path, entry: dict, verify: bool, record_type, lazy: bool = False) -> Segment:
+        """The segment in ``folder`` that a manifest ``entry`` describes; IndexMismatchError if damaged.
+        With ``lazy`` its FAISS file is read when first needed, not now."""
         if verify:
             verify_checksums(folder, entry.get("checksums", {}))
         articles = [record_type(**json.loads(line)) for line in read_lines(folder / "articles.jsonl")]
         chunks = [Chunk(**json.loads(line)) for line in read_lines(folder / "chunks.jsonl")]
-        index = faiss.read_index(str(folder / "faiss.index"))
-        if index.ntotal != len(chunks):
-            raise IndexMismatchError(f"{folder}: {index.ntotal} vectors for {len(chunks)} chunks; "
-                                     "rebuild with `rag index --rebuild corpus/`")
         info = dict(entry.get("faiss") or faiss_description(len(chunks)))
-        if hasattr(index, "hnsw") and "efSearch" in info:
-            index.hnsw.efSearch = int(info["efSearch"])
-        segment = cls(articles, chunks, index, name=entry.get("name", ""), path=folder, info=info)
+        segment = cls(articles, chunks, None, name=entry.get("name", ""), path=folder, info=info)
+        if not lazy:
+            segment.faiss  # noqa: B018 (reads and checks it now)
         segment.checksums = dict(entry.get("checksums", {}))
         return segment
 

@@ -112,10 +112,21 @@ class IndexData:
         self._offsets = np.cumsum([0] + [int(m.sum()) for m in self.live_masks])
         self._dead_ids = [np.flatnonzero(~m).astype(np.int64) for m in self.live_masks]
         self._selectors = [_skip(ids) for ids in self._dead_ids]
-        simple = len(segments) == 1 and not len(self._dead_ids[0])
-        # One copy of the vectors: a view of the FAISS storage (valid as long as this object holds the index).
-        self.vectors = segments[0].vectors if simple else _Rows(self)
-        self.faiss = segments[0].faiss
+        self._vectors = None
+
+    @property
+    def vectors(self):
+        """The live chunks' vectors, held once: a view of the FAISS storage of a version of one segment
+        without tombstones (valid as long as this object holds the index), else gathered per lookup."""
+        if self._vectors is None:
+            simple = len(self.segments) == 1 and not len(self._dead_ids[0])
+            self._vectors = self.segments[0].vectors if simple else _Rows(self)
+        return self._vectors
+
+    @property
+    def faiss(self):
+        """The main segment's FAISS structure."""
+        return self.segments[0].faiss
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -183,8 +194,8 @@ class _Rows:
 
     def __init__(self, data: IndexData):
         self.segment, self.local = _locate(data)
-        self.parts = [s.vectors for s in data.segments]
-        self.dim = data.segments[0].vectors.shape[1]
+        self.segments = data.segments  # their vectors are read when first gathered from
+        self.dim = int(data.manifest.get("dimension") or data.segments[-1].vectors.shape[1])
         self.shape, self.dtype = (len(self.segment), self.dim), np.dtype(np.float32)
 
     def __len__(self) -> int:
@@ -193,12 +204,12 @@ class _Rows:
     def __getitem__(self, positions) -> np.ndarray:
         index = np.arange(len(self))[positions] if isinstance(positions, slice) else np.asarray(positions)
         if index.ndim == 0:
-            return self.parts[self.segment[index]][self.local[index]]
+            return self.segments[self.segment[index]].vectors[self.local[index]]
         out = np.empty((len(index), self.dim), dtype=np.float32)
         segments = self.segment[index]
         for number in np.unique(segments):
             rows = segments == number
-            out[rows] = self.parts[number][self.local[index[rows]]]
+            out[rows] = self.segments[number].vectors[self.local[index[rows]]]
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -244,22 +255,25 @@ class IndexStore:
             ) from None
         return self.root / name
 
-    def load(self, expect: dict | None = None, verify: bool = True, reuse: IndexData | None = None) -> IndexData:
+    def load(self, expect: dict | None = None, verify: bool = True, reuse: IndexData | None = None,
+             lazy: bool = False) -> IndexData:
         """Load the live version; refuse it if damaged or if ``expect`` (model, dimension, chunker) differs.
-        Segments already loaded in ``reuse`` (a version loaded before) are taken from it, not read again.
+        Segments already loaded in ``reuse`` (a version loaded before) are taken from it, not read again;
+        with ``lazy``, FAISS files are read when first searched (what a write that adds a segment needs).
 
         A reader that loses a race with writers (its version pruned by two writes while it reads) reads
         the new live version instead: it is told to rebuild only when the live version itself is bad."""
         for attempt in range(LOAD_ATTEMPTS):
             path = self.current_path()
             try:
-                return self._load(path, expect, verify, reuse)
+                return self._load(path, expect, verify, reuse, lazy)
             except (IndexMismatchError, FileNotFoundError):
                 if self.current_path() == path or attempt == LOAD_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _load(self, path: Path, expect: dict | None, verify: bool, reuse: IndexData | None) -> IndexData:
+    def _load(self, path: Path, expect: dict | None, verify: bool, reuse: IndexData | None,
+              lazy: bool = False) -> IndexData:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError) as exc:
@@ -275,7 +289,7 @@ class IndexStore:
             return IndexData.of_segments(manifest, [segment], {}, path)
         known = {s.name: s for s in (reuse.segments if reuse is not None else []) if s.path is not None}
         segments = [known.get(entry["name"]) or Segment.read(self.root / SEGMENTS / entry["name"], entry, verify,
-                                                             ArticleRecord)
+                                                             ArticleRecord, lazy)
                     for entry in manifest["segments"]]
         dead = {name: frozenset(ids) for name, ids in manifest.get("tombstones", {}).items()}
         return IndexData.of_segments(manifest, segments, dead, path)

@@ -33,13 +33,14 @@ def make_embedder(settings: Settings, progress: bool = False):
 
 
 def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = False,
-                rebuild: bool = False, articles=()) -> tuple[IndexData, UpdateReport]:
+                rebuild: bool = False, articles=(), reuse: IndexData | None = None) -> tuple[IndexData, UpdateReport]:
     """Index the articles under ``paths`` (and ``articles`` given as objects) incrementally;
     ``prune`` deletes those whose files are gone."""
     articles = [*(load_articles(paths, settings.max_article_chars) if paths else []), *articles]
     store = IndexStore(settings.index_dir)
     return update_index(store, embedder, make_chunker(settings), articles,
-                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild)
+                        delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
+                        reuse=reuse)
 
 
 def sync_corpus(settings: Settings, embedder) -> tuple[IndexData, UpdateReport]:
@@ -59,7 +60,8 @@ def update_live(pipeline: Pipeline, articles=(), delete=()) -> UpdateReport:
     newer than the one served (version names sort in commit order), so two writers in flight never
     swap out of order. Questions in flight keep the version they started with.
     """
-    data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles)
+    data, report = index_paths(pipeline.settings, pipeline.embedder, [], delete=delete, articles=articles,
+                               reuse=pipeline.data)  # the served segments are not read again
     if report.changed:
         swap_if_newer(pipeline, data)
         if compaction_due(data):

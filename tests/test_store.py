@@ -171,13 +171,13 @@ def test_a_reader_that_loses_a_race_with_two_writes_reads_the_new_version(env, m
     update_index(store, emb, chunker, [article(1)])
     real_load, raced = IndexStore._load, []
 
-    def slow_reader(self, path, expect, verify, reuse):
+    def slow_reader(self, path, expect, verify, reuse, lazy=False):
         if not raced:  # two writes land while this reader is between CURRENT and its files
             raced.append(path)
             update_index(store, emb, chunker, [article(1), article(2)])
             update_index(store, emb, chunker, [article(1), article(2), article(3)])
             assert not path.exists(), "its version was pruned"
-        return real_load(self, path, expect, verify, reuse)
+        return real_load(self, path, expect, verify, reuse, lazy)
 
     monkeypatch.setattr(IndexStore, "_load", slow_reader)
     assert [a.id for a in store.load().articles] == ["a1", "a2", "a3"]
