@@ -59,8 +59,8 @@ def main() -> int:
     args = parser.parse_args()
     from latency import PIAF, synthetic_chunks, synthetic_vectors
 
-    from index.lexical import FILENAME, LexicalIndex
-    from index.store import IndexData, IndexStore, faiss_description
+    from index.lexical import LexicalIndex
+    from index.store import IndexData, IndexStore, Segment, build_faiss, faiss_description, tune_ef_search
 
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
     print(f"{'chunks':>9} {'faiss':>14} {'build s':>8} {'bm25 s':>7} {'write s':>8} {'disk MB':>8} {'load s':>7} "
@@ -72,19 +72,23 @@ def main() -> int:
             chunks, _ = synthetic_chunks(PIAF, n, rng)
             vectors = synthetic_vectors(n, 384, rng)
             started = time.perf_counter()
-            data = IndexData({"format": 1, "faiss": faiss_description(n), "counts": {"chunks": n}}, [], chunks, vectors)
+            index, info = build_faiss(vectors), faiss_description(n)
+            if hasattr(index, "hnsw"):
+                info = {**info, **tune_ef_search(index)}
             del vectors
             build_s = time.perf_counter() - started
             started = time.perf_counter()
-            lexical = LexicalIndex.build(chunks).to_bytes()
+            lexical = LexicalIndex.build(chunks)
             bm25_s = time.perf_counter() - started
+            segment = Segment([], chunks, index, lexical, info=info)
+            data = IndexData.of_segments({"format": 1, "faiss": info, "counts": {"chunks": n}}, [segment], {})
             store = IndexStore(base / f"n{n}")
             started = time.perf_counter()
             with store.lock():
-                folder = store.write(data, {FILENAME: lexical})
+                store.write(data)
             write_s = time.perf_counter() - started
-            del data, lexical, chunks
-            disk = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+            del data, segment, lexical, chunks, index
+            disk = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file()) / 1e6
             out = subprocess.run([sys.executable, "-c", LOAD, str(store.root), str(ROOT), str(args.queries)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])

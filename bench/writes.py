@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[2])
 import numpy as np
 root, op, mode = sys.argv[1], sys.argv[3], sys.argv[4]
@@ -55,7 +56,7 @@ text = open(sys.argv[5], encoding="utf-8").read()
 reuse, loaded_mb = None, 0.0
 if mode == "served":
     reuse = store.load()
-    reuse.vectors, reuse.faiss  # noqa (as served: everything read)
+    reuse.vectors, reuse.faiss, [s.lexical for s in reuse.segments]  # noqa (as served: everything read)
     loaded_mb = rss()
 if mode == "before":
     build.INCREMENTAL_MIN = 1 << 62
@@ -71,8 +72,9 @@ elif op == "delete":
 elif op == "compact":
     compact(store)
 seconds = time.perf_counter() - t
-out = {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-       "loaded_mb": loaded_mb}
+# VmHWM, not ru_maxrss: Linux carries the parent's maximum over fork and exec into ru_maxrss
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+out = {"seconds": seconds, "peak_mb": peak, "loaded_mb": loaded_mb}
 if report is not None:
     out.update(chunks=report.chunks_embedded, incremental=report.incremental, steps=report.seconds)
 if op == "search":
@@ -157,11 +159,18 @@ def main() -> int:
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="newsrag-writes-") as tmp:
         base = args.keep or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
         text_file = base / "article.txt"
         text_file.write_text(article_text(), encoding="utf-8")
         for n in args.chunks:
-            root = base / f"n{n}"
-            built = build_base(root, n)
+            root, built_root = base / f"n{n}", base / f"n{n}-base"
+            if not (built_root / "CURRENT").exists():  # kept with --keep: a later run reuses it
+                shutil.rmtree(built_root, ignore_errors=True)
+                built = build_base(built_root, n)
+                (built_root / "built.json").write_text(json.dumps(built))
+            built = json.loads((built_root / "built.json").read_text())
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(built_root, root)
             faiss = built["faiss"]
             print(f"\n{n:,} chunks: base built in {built['build_s']:.0f} s (FAISS + BM25), written in "
                   f"{built['write_s']:.1f} s; {faiss['type']}"

@@ -211,7 +211,7 @@ def _add_segment(old: IndexData, plan: list, embedder: Embedder, report: UpdateR
     if chunks:
         main = old.segments[0]
         segments.append(_segment(records, chunks, _vectors_for(chunks, old, embedder, report),
-                                 stats=main.lexical.stats()))
+                                 stats=main.lexical_stats()))
     data = IndexData.of_segments(old.manifest, segments, {k: frozenset(v) for k, v in dead.items()})
     if len(data.segments) - 1 > MAX_DELTAS:
         data = _merge_deltas(data)
@@ -227,7 +227,7 @@ def _merge_deltas(data: IndexData) -> IndexData:
     start = int(data.live_masks[0].sum())
     chunks = data.chunks[start:]
     merged = _segment(records, chunks, data.vectors[np.arange(start, len(data.chunks))],
-                      [s.lexical for s in deltas], main.lexical.stats())
+                      [s.lexical for s in deltas], main.lexical_stats())
     return IndexData.of_segments(data.manifest, [main, merged], {main.name: data.dead[main.name]})
 
 

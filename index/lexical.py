@@ -147,6 +147,16 @@ class LexicalIndex:
         index._stats = None
         return index
 
+    @staticmethod
+    def stats_from_file(path: Path) -> LexicalStats:
+        """The ``stats`` of the index saved at ``path``, without reading its documents (what a write that
+        adds a segment beside it needs)."""
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(npz["meta"].tobytes().decode())
+            lengths, indptr = npz["lengths"], npz["indptr"]
+        return LexicalStats(len(lengths), int(lengths.sum()),
+                            _DocFreq({t: i for i, t in enumerate(meta["vocab"])}, indptr))
+
     def matches(self, chunks: Sequence[Chunk]) -> bool:
         """True when this index was built for exactly these chunks, in this order."""
         return len(chunks) == len(self.keys) and all(_key(c) == k for c, k in zip(chunks, self.keys))

@@ -99,6 +99,12 @@ class Segment:
                 self.chunks)
         return self._lexical
 
+    def lexical_stats(self) -> LexicalStats:
+        """The BM25 statistics of the segment (``LexicalIndex.stats``), read off its file if not loaded."""
+        if self._lexical is None and self.path is not None and (self.path / LEXICAL_FILE).exists():
+            return LexicalIndex.stats_from_file(self.path / LEXICAL_FILE)
+        return self.lexical.stats()
+
     def write(self, folder: Path) -> dict:
         """Write the segment's files into ``folder`` (fsynced); returns their checksums."""
         import faiss

@@ -20,6 +20,10 @@ def register_commands(sub) -> None:
     p.add_argument("--delete", action="append", default=[], metavar="ID", help="delete an article by id (repeatable)")
     p.add_argument("--prune", action="store_true", help="also delete indexed articles whose files under PATHS are gone")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index (after a model or chunker change)")
+    p.add_argument("--compact", action="store_true",
+                   help="fold the index's segments and tombstones into one segment (also without PATHS)")
+    p.add_argument("--no-compact", action="store_true",
+                   help="do not compact after the write even when it is due (a later write or --compact will)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_index)
 
@@ -62,17 +66,26 @@ def register_train(sub) -> None:
 
 
 def _cmd_index(args) -> int:
+    from index.build import compact, compaction_due
+    from index.store import IndexStore
     from rag.service import index_paths, make_embedder
 
-    if not args.paths and not args.delete:
-        raise InputError("give paths to index, or --delete ID")
+    if not args.paths and not args.delete and not args.compact:
+        raise InputError("give paths to index, --delete ID or --compact")
     settings = get_settings()
-    _, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
-                            delete=args.delete, prune=args.prune, rebuild=args.rebuild)
-    if args.json:
-        print(json.dumps(report.__dict__, indent=2))
-    else:
-        print(f"{report.summary()} in {report.seconds['total']:.1f} s -> {settings.index_dir}")
+    store = IndexStore(settings.index_dir)
+    if args.paths or args.delete:
+        data, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
+                                   delete=args.delete, prune=args.prune, rebuild=args.rebuild)
+        if args.json:
+            print(json.dumps(report.__dict__, indent=2))
+        else:
+            print(f"{report.summary()} in {report.seconds['total']:.1f} s"
+                  f"{' (a new segment)' if report.incremental else ''} -> {settings.index_dir}")
+        if not args.compact and not args.no_compact and compaction_due(data):
+            args.compact = True  # the write is live already; readers and writers go on meanwhile
+    if args.compact and compact(store, lambda message: print(message, file=sys.stderr)) is None:
+        print(f"nothing to compact: {settings.index_dir} is one segment without tombstones", file=sys.stderr)
     return 0
 
 

@@ -181,3 +181,64 @@ def test_bm25_with_empty_stats_is_bm25s():
     stats = plain.stats()
     assert stats.n_docs == len(chunks) and stats.df.get("banqu") == sum("banqu" in d for d in (
         [plain.vocab[t] for t in doc] for doc in plain.doc_ids)) > 0 and stats.df.get("absent") == 0
+
+
+def test_rag_index_writes_a_segment_then_compacts_when_due(tmp_path, monkeypatch, capsys):
+    from newsrag.cli import main
+    from rag.settings import get_settings
+
+    monkeypatch.setattr(build, "INCREMENTAL_MIN", 5)
+    for name, value in {"RAG_EMBEDDING_MODEL": "fake:64", "RAG_INDEX_DIR": str(tmp_path / "index")}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        folder = tmp_path / "articles"
+        folder.mkdir()
+        for i in range(8):
+            (folder / f"a{i}.txt").write_text(article(i).text, encoding="utf-8")
+        assert main(["index", str(folder)]) == 0
+        (tmp_path / "late.txt").write_text(article(50).text, encoding="utf-8")
+        assert main(["index", "--no-compact", str(tmp_path / "late.txt")]) == 0
+        assert "(a new segment)" in capsys.readouterr().out
+        store = IndexStore(tmp_path / "index")
+        assert len(store.load().segments) == 2 and compaction_due(store.load())
+        assert main(["index", "--compact"]) == 0
+        assert "compacted" in capsys.readouterr().err and len(store.load().segments) == 1
+        assert main(["index", "--compact"]) == 0
+        assert "nothing to compact" in capsys.readouterr().err
+        (tmp_path / "later").mkdir()
+        for i in (51, 52):
+            (tmp_path / "later" / f"a{i}.txt").write_text(article(i).text, encoding="utf-8")
+        assert main(["index", str(tmp_path / "later")]) == 0  # 2 of 11 chunks in a new segment: compacted
+        assert "compacted" in capsys.readouterr().err and len(store.load().articles) == 11
+        assert len(store.load().segments) == 1
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_server_compacts_in_the_background_after_its_own_writes(tmp_path, monkeypatch):
+    from rag.service import _COMPACTING, update_live
+    from tests.fakes import fake_pipeline
+
+    monkeypatch.setattr(build, "INCREMENTAL_MIN", 5)
+    pipeline = fake_pipeline(tmp_path / "index", [article(i) for i in range(20)])
+    served = pipeline.data.path
+    report = update_live(pipeline, [article(60)])
+    assert report.incremental and len(pipeline.data.segments) == 2, "1 chunk of 21 in a new segment: not due"
+    report = update_live(pipeline, [article(61), article(62)])
+    assert report.incremental
+    with _COMPACTING:  # taken while the compaction thread runs: acquired once it is done
+        pass
+    data = pipeline.data
+    assert data.path != served and len(data.segments) == 1 and {"a60", "a62"} <= set(data.article_by_id)
+    assert len(data.articles) == 23
+
+
+def test_bm25_stats_read_off_the_file_are_the_loaded_index_stats(env):
+    store, emb, chunker = env
+    data, _ = update_index(store, emb, chunker, [article(i) for i in range(60)])
+    segment = data.segments[0]
+    loaded, light = segment.lexical.stats(), LexicalIndex.stats_from_file(segment.path / "lexical.npz")
+    assert (light.n_docs, light.total_length) == (loaded.n_docs, loaded.total_length) == (len(data.chunks),
+                                                                                           light.total_length)
+    assert all(light.df.get(t) == loaded.df.get(t) for t in segment.lexical.vocab)
