@@ -1,6 +1,7 @@
 """The reliability suite (bench/reliability.py) in its quick form: kill -9 at every write step and at
-random moments (full, incremental and compaction writes), torn reads, two writers, injections, loader and HTTP fuzzing, review-room writes without
-a key. ``make reliability`` runs the full rounds and prints the figures for the README."""
+random moments (full, incremental and compaction writes), torn reads, two writers, injections, loader
+and HTTP fuzzing, review-room writes without a key. ``make reliability`` runs the full rounds and prints
+the figures for the README."""
 import importlib.util
 from pathlib import Path
 
