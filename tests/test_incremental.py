@@ -242,3 +242,19 @@ def test_bm25_stats_read_off_the_file_are_the_loaded_index_stats(env):
     assert (light.n_docs, light.total_length) == (loaded.n_docs, loaded.total_length) == (len(data.chunks),
                                                                                            light.total_length)
     assert all(light.df.get(t) == loaded.df.get(t) for t in segment.lexical.vocab)
+
+
+def test_tombstones_are_skipped_inside_an_hnsw_search(env, monkeypatch):
+    monkeypatch.setattr("index.segment.EXACT_MAX", 40)
+    store, emb, chunker = env
+    data, _ = update_index(store, emb, chunker, [article(i) for i in range(80)])
+    assert data.manifest["faiss"]["type"] == "IndexHNSWFlat"
+    gone = {f"a{i}" for i in range(0, 80, 2)}
+    data, _ = update_index(store, emb, chunker, delete=sorted(gone))
+    assert data.segments[0].faiss.hnsw is not None and data.tombstones >= 40
+    for question in queries():
+        vector = emb.embed([question], kind="query")[0]
+        hits = data.search(vector, 10)
+        assert len(hits) == 10 and not {data.chunks[i].article_id for i, _ in hits} & gone
+        exact = np.sort(np.asarray(data.vectors) @ vector)[::-1][:10]
+        assert np.isclose(hits[0][1], exact[0]), "the best live chunk is found"
