@@ -134,8 +134,8 @@ class _Prepared:
 
     def prepare(self, live: IndexData, articles: list[Article], chunker: Chunker) -> None:
         """Embed the chunks of ``articles`` that ``live`` has no vector for."""
-        have = {(c.id, c.title) for c in live.chunks}
-        hashes = {r.id: r.content_hash for r in live.articles}
+        have = {(c.id, c.title) for a in articles for c in live.chunks_of(a.id)}  # chunk ids hold the article id
+        hashes = {a.id: live.article_by_id[a.id].content_hash for a in articles if a.id in live.article_by_id}
         texts = [passage_text(c) for a in articles if hashes.get(a.id) != a.content_hash
                  for c in chunker.chunk(a) if (c.id, c.title) not in have]
         self.embed(list(dict.fromkeys(texts)), kind="passage")
@@ -160,6 +160,18 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: Embedder,
            chunker: Chunker, report: UpdateReport, rebuild: bool = False) -> IndexData:
+    if _incremental(old, rebuild):  # only what changes is looked at: the cost does not grow with the index
+        report.incremental = True
+        report.deleted = sorted(delete)
+        for article in articles:
+            record = old.article_by_id.get(article.id)
+            if record is None:
+                report.added.append(article.id)
+            elif record.content_hash == article.content_hash:
+                report.unchanged.append(article.id)
+            else:
+                report.replaced.append(article.id)
+        return _add_segment(old, articles, embedder, chunker, report)
     incoming = {a.id: a for a in articles}
     old_chunks: dict[str, list[Chunk]] = {}
     for chunk in old.chunks:
@@ -180,9 +192,6 @@ def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: 
         if article.id not in old.article_by_id:
             report.added.append(article.id)
             plan.append((article, chunker.chunk(article)))
-    if _incremental(old, rebuild):
-        report.incremental = True
-        return _add_segment(old, plan, embedder, report)
     records = [item if isinstance(item, ArticleRecord) else ArticleRecord.of(item, len(cs)) for item, cs in plan]
     chunks = [chunk for _, cs in plan for chunk in cs]
     vectors = _vectors_for(chunks, old, embedder, report)
@@ -198,20 +207,22 @@ def _incremental(old: IndexData, rebuild: bool) -> bool:
             and not any(s.legacy or s.path is None for s in old.segments))
 
 
-def _add_segment(old: IndexData, plan: list, embedder: Embedder, report: UpdateReport) -> IndexData:
+def _add_segment(old: IndexData, articles: list[Article], embedder: Embedder, chunker: Chunker,
+                 report: UpdateReport) -> IndexData:
     """``old`` with a new segment holding the added and replaced articles, their old chunks tombstoned."""
     changed = set(report.added) | set(report.replaced)
-    fresh = [(item, cs) for item, cs in plan if item.id in changed]
+    fresh = [(a, chunker.chunk(a)) for a in dict((a.id, a) for a in articles if a.id in changed).values()]
     records = [ArticleRecord.of(item, len(cs)) for item, cs in fresh]
     chunks = [chunk for _, cs in fresh for chunk in cs]
+    replaced = np.concatenate([old.positions_of(i) for i in report.replaced] or [np.zeros(0, np.int64)])
     dead = {name: set(ids) for name, ids in old.dead.items()}
     for article_id in [*report.replaced, *report.deleted]:
         dead[old.segment_of[article_id]].add(article_id)
     segments = list(old.segments)
     if chunks:
         main = old.segments[0]
-        segments.append(_segment(records, chunks, _vectors_for(chunks, old, embedder, report),
-                                 stats=main.lexical_stats()))
+        vectors = _vectors_for(chunks, old, embedder, report, replaced)
+        segments.append(_segment(records, chunks, vectors, stats=main.lexical_stats()))
     data = IndexData.of_segments(old.manifest, segments, {k: frozenset(v) for k, v in dead.items()})
     if len(data.segments) - 1 > MAX_DELTAS:
         data = _merge_deltas(data)
@@ -278,9 +289,12 @@ def compact(store: IndexStore, log=lambda message: None) -> IndexData | None:
     return data
 
 
-def _vectors_for(chunks: list[Chunk], old: IndexData, embedder: Embedder, report: UpdateReport) -> np.ndarray:
-    """Vectors for ``chunks``: reused by chunk id where the old index has them, embedded otherwise."""
-    position = {(c.id, c.title): i for i, c in enumerate(old.chunks)}
+def _vectors_for(chunks: list[Chunk], old: IndexData, embedder: Embedder, report: UpdateReport,
+                 candidates: np.ndarray | None = None) -> np.ndarray:
+    """Vectors for ``chunks``: reused by chunk id where the old index has them (among the ``candidates``
+    positions, or all), embedded otherwise."""
+    positions = range(len(old.chunks)) if candidates is None else candidates.tolist()
+    position = {(old.chunks[i].id, old.chunks[i].title): i for i in positions}
     todo = [i for i, c in enumerate(chunks) if (c.id, c.title) not in position]
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
     reused = [i for i, c in enumerate(chunks) if (c.id, c.title) in position]

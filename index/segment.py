@@ -54,6 +54,7 @@ class Segment:
         self.info = info if info is not None else faiss_description(len(chunks))
         self._lexical = lexical
         self._vectors = None
+        self._ranges: dict[str, np.ndarray] | None = None
         self.checksums: dict = {}  # of its files, once written or read
         self.legacy = False  # read from a version folder written before segments
 
@@ -67,6 +68,12 @@ class Segment:
         if hasattr(index, "hnsw"):  # the efSearch that reaches the recall target at this size
             info = {**info, **tune_ef_search(index)}
         return cls(articles, chunks, index, LexicalIndex.build(chunks, reuse, stats), info=info)
+
+    def positions(self, article_id: str) -> np.ndarray:
+        """Where an article's chunks are in this segment (chunks are stored article by article)."""
+        if self._ranges is None:
+            self._ranges = _article_ranges(self.articles, self.chunks)
+        return self._ranges.get(article_id, np.zeros(0, dtype=np.int64))
 
     @property
     def faiss(self):
@@ -136,6 +143,21 @@ class Segment:
             segment.faiss  # noqa: B018 (reads and checks it now)
         segment.checksums = dict(entry.get("checksums", {}))
         return segment
+
+
+def _article_ranges(articles: list, chunks: list[Chunk]) -> dict[str, np.ndarray]:
+    """Article id -> positions of its chunks: from the articles' chunk counts where they agree with the
+    chunks (every write stores them so), else by reading every chunk's article id."""
+    ends = np.cumsum([a.n_chunks for a in articles], dtype=np.int64)
+    starts = ends - [a.n_chunks for a in articles]
+    if (not len(articles) or ends[-1] == len(chunks)) and all(
+            n == 0 or chunks[start].article_id == a.id == chunks[start + n - 1].article_id
+            for a, start, n in zip(articles, starts.tolist(), (a.n_chunks for a in articles))):
+        return {a.id: np.arange(start, end, dtype=np.int64) for a, start, end in zip(articles, starts, ends)}
+    grouped: dict[str, list[int]] = {}
+    for i, chunk in enumerate(chunks):
+        grouped.setdefault(chunk.article_id, []).append(i)
+    return {key: np.array(value, dtype=np.int64) for key, value in grouped.items()}
 
 
 def _try_lexical(path: Path) -> LexicalIndex | None:

@@ -103,8 +103,7 @@ class IndexData:
     def _init(self, manifest: dict, segments: list[Segment], dead: dict[str, frozenset], path: Path | None):
         self.manifest, self.segments, self.path = manifest, segments, path
         self.dead = {s.name: frozenset(dead.get(s.name, ())) for s in segments}
-        self.live_masks = [np.fromiter((c.article_id not in self.dead[s.name] for c in s.chunks), dtype=bool,
-                                       count=len(s.chunks)) for s in segments]
+        self.live_masks = [_live(s, self.dead[s.name]) for s in segments]
         self.articles = [a for s in segments for a in s.articles if a.id not in self.dead[s.name]]
         self.article_by_id = {a.id: a for a in self.articles}
         self.segment_of = {a.id: s.name for s in segments for a in s.articles if a.id not in self.dead[s.name]}
@@ -112,7 +111,8 @@ class IndexData:
         self._offsets = np.cumsum([0] + [int(m.sum()) for m in self.live_masks])
         self._dead_ids = [np.flatnonzero(~m).astype(np.int64) for m in self.live_masks]
         self._selectors = [_skip(ids) for ids in self._dead_ids]
-        self._vectors = None
+        self._vectors, self._global = None, {}
+        self._number = {s.name: i for i, s in enumerate(segments)}
 
     @property
     def vectors(self):
@@ -138,8 +138,22 @@ class IndexData:
 
     def global_positions(self, segment: int) -> np.ndarray:
         """For each chunk of segment number ``segment``: its position among live chunks, -1 if tombstoned."""
-        live = self.live_masks[segment]
-        return np.where(live, self._offsets[segment] + np.cumsum(live) - 1, -1)
+        if segment not in self._global:
+            live = self.live_masks[segment]
+            self._global[segment] = np.where(live, self._offsets[segment] + np.cumsum(live) - 1, -1)
+        return self._global[segment]
+
+    def positions_of(self, article_id: str) -> np.ndarray:
+        """The positions (in ``chunks``) of a live article's chunks; empty for an unknown one."""
+        name = self.segment_of.get(article_id)
+        if name is None:
+            return np.zeros(0, dtype=np.int64)
+        number = self._number[name]
+        return self.global_positions(number)[self.segments[number].positions(article_id)]
+
+    def chunks_of(self, article_id: str) -> list[Chunk]:
+        """A live article's chunks, in order."""
+        return [self.chunks[i] for i in self.positions_of(article_id)]
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The ``k`` best (chunk position, inner product) pairs; ``allowed`` masks chunk positions."""
@@ -162,6 +176,14 @@ class IndexData:
                                   float(score)))
         found.sort(key=lambda f: (-f[1], f[0]))
         return found[:k]
+
+
+def _live(segment: Segment, dead: frozenset) -> np.ndarray:
+    """Which chunks of ``segment`` are live when the ``dead`` articles are masked."""
+    live = np.ones(len(segment.chunks), dtype=bool)
+    for article_id in dead:
+        live[segment.positions(article_id)] = False
+    return live
 
 
 def _skip(dead: np.ndarray):
