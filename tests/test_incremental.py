@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import index.build as build
+import index.lexical as lexical_module
 from index.build import compact, compaction_due, update_index
 from index.chunker import Chunker
 from index.embedder import FakeEmbedder
-from index.lexical import LexicalIndex, LexicalStats, load_lexical
+from index.lexical import LexicalIndex, load_lexical
 from index.store import IndexStore
 from index.types import Article
 
@@ -173,14 +174,24 @@ def test_a_follower_reads_only_the_new_segment(env):
     assert followed.segments[1] is not None and "a60" in followed.article_by_id
 
 
-def test_bm25_with_empty_stats_is_bm25s():
+def test_bm25_weights_are_bm25s_and_stats_shift_them_to_the_whole_collection():
+    import bm25s
+
     chunks = [c for i in range(30) for c in Chunker(target_tokens=64, overlap_tokens=8).chunk(article(i))]
-    plain, weighted = LexicalIndex.build(chunks), LexicalIndex.build(chunks, stats=LexicalStats(0, 0, {}))
-    for question in queries(10):
-        np.testing.assert_allclose(weighted.scores(question), plain.scores(question), rtol=1e-5)
-    stats = plain.stats()
-    assert stats.n_docs == len(chunks) and stats.df.get("banqu") == sum("banqu" in d for d in (
-        [plain.vocab[t] for t in doc] for doc in plain.doc_ids)) > 0 and stats.df.get("absent") == 0
+    index = LexicalIndex.build(chunks)
+    model = bm25s.BM25(k1=lexical_module.K1, b=lexical_module.B, method=lexical_module.METHOD)
+    made = model.build_index_from_ids(list(range(len(index.vocab))), [d.tolist() for d in index.doc_ids],
+                                      show_progress=False)
+    ours = index._bm25.arrays
+    np.testing.assert_array_equal(ours["indptr"], made["indptr"])
+    np.testing.assert_array_equal(ours["indices"], made["indices"])
+    np.testing.assert_allclose(ours["data"], made["data"], rtol=1e-5)
+    stats = index.stats()
+    assert stats.n_docs == len(chunks) and stats.df.get("absent") == 0
+    assert stats.df.get("banqu") == sum(index.term_id["banqu"] in set(d.tolist()) for d in index.doc_ids) > 0
+    half = LexicalIndex.build(chunks[len(chunks) // 2:], stats=LexicalIndex.build(chunks[:len(chunks) // 2]).stats())
+    question = "banque taux inflation"
+    np.testing.assert_allclose(half.scores(question), index.scores(question)[len(chunks) // 2:], rtol=1e-5)
 
 
 def test_rag_index_writes_a_segment_then_compacts_when_due(tmp_path, monkeypatch, capsys):
