@@ -8,8 +8,8 @@ detected from its words, falling back on the index's most common language.
 
 The BM25 matrix (bm25s's "lucene" weights, computed with numpy and checked against bm25s in the tests)
 is saved as ``lexical.npz`` in the same segment as the FAISS file (``index.segment``), so the manifest's
-checksums cover it. A segment written beside a large one (an incremental write) is weighted with the large one's document
-frequencies and lengths (``LexicalStats``), so its scores compare with the large one's; when
+checksums cover it. A segment written beside a large one (an incremental write) is weighted with the
+large one's document frequencies and lengths (``LexicalStats``), so its scores compare with its; when
 segments are merged the analysis of every chunk is reused and only the matrix is recomputed.
 """
 from __future__ import annotations
