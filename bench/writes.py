@@ -157,7 +157,13 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--before-max", type=int, default=300_000)
     parser.add_argument("--keep", type=Path, help="write the indexes here (default: a temporary folder)")
+    parser.add_argument("--build", nargs=2, metavar=("ROOT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build:
+        root = Path(args.build[0])
+        built = build_base(root, int(args.build[1]))
+        (root / "built.json").write_text(json.dumps(built))
+        return 0
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="newsrag-writes-") as tmp:
         base = args.keep or Path(tmp)
@@ -167,9 +173,8 @@ def main() -> int:
         for n in args.chunks:
             root, built_root = base / f"n{n}", base / f"n{n}-base"
             if not (built_root / "CURRENT").exists():  # kept with --keep: a later run reuses it
-                shutil.rmtree(built_root, ignore_errors=True)
-                built = build_base(built_root, n)
-                (built_root / "built.json").write_text(json.dumps(built))
+                shutil.rmtree(built_root, ignore_errors=True)  # built in a process of its own, whose memory goes
+                subprocess.run([sys.executable, __file__, "--build", str(built_root), str(n)], check=True)
             built = json.loads((built_root / "built.json").read_text())
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(built_root, root)

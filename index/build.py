@@ -272,7 +272,7 @@ def compact(store: IndexStore, log=lambda message: None) -> IndexData | None:
         return None
     log(f"compacting {len(snapshot.segments)} segments, {snapshot.tombstones} tombstoned chunks, "
         f"{len(snapshot.chunks)} live")
-    merged = _segment(list(snapshot.articles), list(snapshot.chunks), np.asarray(snapshot.vectors),
+    merged = _segment(list(snapshot.articles), list(snapshot.chunks), snapshot.vectors,  # gathered in batches
                       [s.lexical for s in snapshot.segments])
     with store.lock():
         current = store.load(reuse=snapshot)

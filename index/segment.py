@@ -36,6 +36,9 @@ HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 EF_SEARCH_CHOICES, RECALL_TARGET, RECALL_QUERIES = (128, 256, 512, 1024), 0.99, 200  # never below the old 128
 
 
+ADD_BATCH = 65_536  # vectors added to a FAISS structure at a time
+
+
 def new_name() -> str:
     """A segment or version name that sorts in creation order."""
     return f"{time.time_ns():020d}-{secrets.token_hex(3)}"
@@ -171,15 +174,15 @@ def build_faiss(vectors: np.ndarray):
     """Exact inner-product search up to EXACT_MAX vectors, HNSW past it."""
     import faiss
 
-    dim = vectors.shape[1] if vectors.ndim == 2 else 1
+    dim = vectors.shape[1] if len(vectors.shape) == 2 else 1
     if len(vectors) <= EXACT_MAX:
         index = faiss.IndexFlatIP(dim)
     else:
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    for start in range(0, len(vectors), ADD_BATCH):  # batches: ``vectors`` may gather from other segments
+        index.add(np.ascontiguousarray(vectors[start:start + ADD_BATCH], dtype=np.float32))
     return index
 
 
