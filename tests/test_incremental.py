@@ -269,3 +269,25 @@ def test_tombstones_are_skipped_inside_an_hnsw_search(env, monkeypatch):
         assert len(hits) == 10 and not {data.chunks[i].article_id for i, _ in hits} & gone
         exact = np.sort(np.asarray(data.vectors) @ vector)[::-1][:10]
         assert np.isclose(hits[0][1], exact[0]), "the best live chunk is found"
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_retrieval_over_segments_never_returns_what_was_deleted_and_finds_what_was_added(env, mode):
+    from rag.retriever import Filters, Retrieval
+
+    store, emb, chunker = env
+    update_index(store, emb, chunker, [article(i) for i in range(60)])
+    gone = [f"a{i}" for i in range(0, 60, 4)]
+    fresh = Article(id="new", title="Dépêche nouvelle", text="Le télescope photographie une galaxie lointaine "
+                    "jamais vue : une première pour l'observatoire austral.", language="fr")
+    data, _ = update_index(store, emb, chunker, [fresh], delete=gone)
+    retrieval = Retrieval(store.load(reuse=data), emb)
+    assert len(retrieval.data.segments) == 2 and retrieval.data.tombstones
+    question = "télescope galaxie lointaine observatoire austral"
+    for filters in (None, Filters(exclude_article_ids=("a1",))):
+        hits = retrieval.search(question, emb.embed([question], kind="query")[0], 10, mode, filters)
+        assert hits and hits[0].chunk.article_id == "new", [h.chunk.article_id for h in hits]
+        assert not {h.chunk.article_id for h in hits} & {*gone, *(filters.exclude_article_ids if filters else ())}
+        for hit in hits:  # the dense cosine of every hit is the stored vector's
+            vector = emb.embed([build.passage_text(hit.chunk)])[0]
+            assert np.isclose(hit.scores["dense"], vector @ emb.embed([question], kind="query")[0], atol=1e-5)
