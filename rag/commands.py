@@ -24,6 +24,9 @@ def register_commands(sub) -> None:
                    help="fold the index's segments and tombstones into one segment (also without PATHS)")
     p.add_argument("--no-compact", action="store_true",
                    help="do not compact after the write even when it is due (a later write or --compact will)")
+    p.add_argument("--server", nargs="?", const="http://127.0.0.1:8000", default=None, metavar="URL",
+                   help="send the articles and deletions to the running server's API instead (POST/DELETE "
+                        "/articles, key from RAG_WRITE_KEY): it writes them without loading the index again")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_index)
 
@@ -73,6 +76,11 @@ def _cmd_index(args) -> int:
     if not args.paths and not args.delete and not args.compact:
         raise InputError("give paths to index, --delete ID or --compact")
     settings = get_settings()
+    if args.server:
+        if args.compact or args.rebuild or args.prune:
+            raise InputError("--server sends articles and deletions only; run --compact, --rebuild or --prune "
+                             "where the index folder is")
+        return _index_server(args, settings)
     store = IndexStore(settings.index_dir)
     if args.paths or args.delete:
         data, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
@@ -87,6 +95,49 @@ def _cmd_index(args) -> int:
     if args.compact and compact(store, lambda message: print(message, file=sys.stderr)) is None:
         print(f"nothing to compact: {settings.index_dir} is one segment without tombstones", file=sys.stderr)
     return 0
+
+
+SERVER_BATCH = 200  # articles per POST /articles (the API takes up to 1,000)
+
+
+def _index_server(args, settings) -> int:
+    """``rag index --server``: the articles under ``args.paths`` and the deletions, through the API."""
+    import httpx
+
+    from index.loaders import load_articles
+
+    url, key = args.server.rstrip("/"), os.environ.get("RAG_WRITE_KEY")
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    articles = load_articles(args.paths, settings.max_article_chars) if args.paths else []
+    fields = ("id", "title", "text", "date", "url", "source", "language")
+    total = {"added": [], "replaced": [], "unchanged": [], "deleted": []}
+    calls = [("POST", "/articles?wait=true", [{f: getattr(a, f) for f in fields if getattr(a, f)}
+                                              for a in articles[i:i + SERVER_BATCH]])
+             for i in range(0, len(articles), SERVER_BATCH)]
+    calls += [("DELETE", f"/articles/{article_id}", None) for article_id in args.delete]
+    for method, path, body in calls:
+        try:
+            reply = httpx.request(method, f"{url}{path}", json=body, headers=headers, timeout=600)
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"no server answered at {url} ({exc}); start one with `make run`, "
+                              "or index without --server") from None
+        if reply.status_code != 200:
+            raise ConfigError(f"{url}{path} answered {reply.status_code}: {_error_of(reply)}"
+                              + (" (set RAG_WRITE_KEY to a key of RAG_API_KEYS)" if reply.status_code == 401 else ""))
+        for name in total:
+            total[name] += reply.json()[name]
+    if args.json:
+        print(json.dumps(total, indent=2))
+    else:
+        print(f"{', '.join(f'{len(v)} {k}' for k, v in total.items())} by {url}")
+    return 0
+
+
+def _error_of(reply) -> str:
+    try:
+        return str(reply.json().get("error", reply.text))
+    except ValueError:
+        return reply.text[:300]
 
 
 def _cmd_ask(args) -> int:

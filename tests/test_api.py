@@ -378,6 +378,32 @@ def test_rag_ask_can_ask_a_running_server(tmp_path, capsys):
     assert "no server answered" in capsys.readouterr().err
 
 
+def test_rag_index_can_write_through_a_running_server(tmp_path, capsys, monkeypatch):
+    from newsrag.cli import main
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "breve.md").write_text("# Brève du matin\n\nLe tramway de Lyon roulera toute la nuit du 31 décembre.",
+                                     encoding="utf-8")
+    with serve(tmp_path) as (client, _):
+        url = str(client.base_url).rstrip("/")
+        monkeypatch.delenv("RAG_WRITE_KEY", raising=False)
+        assert main(["index", "--server", url, str(folder)]) != 0
+        assert "401" in capsys.readouterr().err
+        monkeypatch.setenv("RAG_WRITE_KEY", KEY)
+        assert main(["index", "--server", url, "--json", str(folder)]) == 0
+        added = json.loads(capsys.readouterr().out)["added"]
+        assert len(added) == 1 and added[0] in {a["id"] for a in client.get("/articles").json()}
+        assert main(["index", "--server", url, str(folder)]) == 0
+        assert "0 added, 0 replaced, 1 unchanged" in capsys.readouterr().out
+        assert main(["index", "--server", url, "--delete", added[0]]) == 0
+        assert added[0] not in {a["id"] for a in client.get("/articles").json()}
+        assert main(["index", "--server", url, "--compact"]) != 0
+        assert "where the index folder is" in capsys.readouterr().err
+    assert main(["index", "--server", url, str(folder)]) != 0
+    assert "no server answered" in capsys.readouterr().err
+
+
 def test_an_article_page_marks_the_cited_span(tmp_path):
     article = {"id": "page-1", "title": "Un <titre>", "date": "2025-03-03", "url": "javascript:alert(1)",
                "text": "## Contexte\n\nPremière phrase. La phrase citée <b>ici</b>. Fin."}
