@@ -138,13 +138,12 @@ def article_text() -> str:
 
     from common.sentences import split_sentences
     from index.chunker import Chunker
+    from index.types import Article
 
     data = json.loads(PIAF.read_text(encoding="utf-8"))["data"]
     context = " ".join(p["context"] for p in data[3]["paragraphs"] + data[4]["paragraphs"])
     sentences = [context[a:b] for a, b in split_sentences(context)]
     chunker, text = Chunker(), ""
-    from index.types import Article
-
     for sentence in sentences:
         text += sentence + " "
         if len(chunker.chunk(Article(id="x", title="", text=text))) >= 5:

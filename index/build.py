@@ -99,8 +99,8 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
         # then it is read again (loading a large index twice would cost as much as the write).
         live = store.current_path() if store.exists() else None
         unchanged = snapshot is not None and (snapshot.path == live or rebuild)
-        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=snapshot or reuse,
-                                                       lazy=True)
+        held = snapshot if snapshot is not None else reuse
+        old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=held, lazy=True)
         report.seconds["load"] = round(time.perf_counter() - locked, 3)
         missing = delete - set(old.article_by_id)
         if missing:

@@ -52,7 +52,6 @@ __all__ = ["FORMAT", "EXACT_MAX", "HNSW_EF_SEARCH", "EF_SEARCH_CHOICES", "RECALL
 
 FORMAT = 1
 SEGMENTS = "segments"
-LEGACY_FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index")
 
 
 @dataclass(frozen=True)
@@ -167,13 +166,10 @@ class IndexData:
             live = int(self._offsets[number + 1] - self._offsets[number])
             if not live:
                 continue
-            params = _params(segment.faiss, self._selectors[number])
-            scores, ids = segment.faiss.search(query, min(k, live), params=params)
-            positions = self.global_positions(number) if params is not None else None
-            for i, score in zip(ids[0], scores[0]):
-                if i >= 0:
-                    found.append((int(positions[i] if positions is not None else self._offsets[number] + i),
-                                  float(score)))
+            scores, ids = segment.faiss.search(query, min(k, live), params=_params(segment.faiss,
+                                                                                     self._selectors[number]))
+            positions = self.global_positions(number)
+            found += [(int(positions[i]), float(score)) for i, score in zip(ids[0], scores[0]) if i >= 0]
         found.sort(key=lambda f: (-f[1], f[0]))
         return found[:k]
 
@@ -365,7 +361,7 @@ class IndexStore:
         """Write ``segment`` under ``segments/`` unless it is there already; returns its checksums."""
         folder = self.root / SEGMENTS / segment.name
         if segment.path == folder and not segment.legacy:
-            return self._checksums_of(segment)
+            return segment.checksums  # read with it from the manifest that listed it, or set when written
         if segment.legacy:  # rewritten as a segment of its own, under a new name
             segment.name = f"s-{new_name()}"
             folder = self.root / SEGMENTS / segment.name
@@ -376,18 +372,6 @@ class IndexStore:
         segment.path, segment.legacy, segment.checksums = folder, False, checksums
         written.append(folder)
         return checksums
-
-    def _checksums_of(self, segment: Segment) -> dict:
-        """The checksums of a segment already on disk, as the live manifest lists them."""
-        if segment.checksums:
-            return segment.checksums
-        manifest = json.loads((self.current_path() / "manifest.json").read_text())
-        for entry in manifest.get("segments", []):
-            if entry["name"] == segment.name:
-                segment.checksums = entry["checksums"]
-                return entry["checksums"]
-        raise IndexMismatchError(f"segment {segment.name} is not in the live version; "
-                                 "rebuild with `rag index --rebuild corpus/`")
 
     def _prune(self, keep: set[str]) -> None:
         """Remove leftovers of crashed writes (``.tmp-*`` folders, ``.CURRENT.*`` files, version folders

@@ -134,9 +134,10 @@ def _index_server(args, settings) -> int:
 
 
 def _error_of(reply) -> str:
+    """The API's error message of a failed reply, else the start of its body."""
     try:
-        return str(reply.json().get("error", reply.text))
-    except ValueError:
+        return str(reply.json()["error"])
+    except (ValueError, KeyError, TypeError):
         return reply.text[:300]
 
 
@@ -187,11 +188,7 @@ def _ask_server(args) -> dict:
         raise ConfigError(f"no server answered at {url} ({exc}); start one with `make run`, "
                           "or ask without --server") from None
     if reply.status_code != 200:
-        try:
-            message = reply.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            message = reply.text[:300]
-        raise InputError(f"the server at {url} answered {reply.status_code}: {message}")
+        raise InputError(f"the server at {url} answered {reply.status_code}: {_error_of(reply)}")
     return reply.json()
 
 
