@@ -34,3 +34,17 @@ def format_marks(numbers) -> str:
 def model_mark_numbers(mark: str) -> list[int]:
     """The numbers of one loose mark as a model wrote it: "[passage 1; 3]" -> [1, 3]."""
     return [int(x) for x in re.findall(r"\d+", mark)]
+
+
+_DAY = r"(?:\d{1,2}(?:er)?\s+\w+\s+\d{4}|\w+\s+\d{1,2},\s+\d{4}|\d{4}-\d{2}-\d{2})"
+ATTRIBUTION = re.compile(
+    rf"(?:Selon|D['’]apr[eè]s|Plus t[oô]t,)\s+l['’]article\s+(?:du|dat[ée] du|publi[ée] le)\s+{_DAY}"
+    rf"(?:\s+indiquait)?\s*[,:]\s*"
+    rf"|(?:According to|Earlier,)\s+the\s+article\s+(?:of|from|dated|published on)\s+{_DAY}(?:\s+said)?\s*[,:]\s*",
+    re.IGNORECASE)
+
+
+def strip_attribution(text: str) -> str:
+    """``text`` without the lead-ins that say which article's date a sentence comes from ("Selon l'article
+    du 24 juin 2025 :", "According to the article of 24 June 2025,"): framing, like the marks, not a claim."""
+    return ATTRIBUTION.sub("", text)

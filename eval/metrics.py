@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from common.citations import MARK, MARK_RUN, cited_numbers, strip_marks
+from common.citations import MARK, MARK_RUN, cited_numbers, strip_attribution, strip_marks
 from common.sentences import sentence_spans
 from common.text import content_terms, detect_language, fold
 from index.embedder import CachedEmbedder
@@ -44,7 +44,7 @@ _UNITS = ((re.compile(r"\$|\bus\$|\busd\b|\bdollars?\b"), " dollars "),
 
 def normalize_answer(text: str, language: str = "fr") -> str:
     """Lower case, no accents, marks, articles or punctuation; numbers and units written one way."""
-    text = fold(strip_marks(text)).replace("\u00a0", " ").replace("\u202f", " ")
+    text = fold(strip_marks(strip_attribution(text))).replace("\u00a0", " ").replace("\u202f", " ")
     text = re.sub(r"(?<=\d)[ .](?=\d{3}\b)", "", text)  # 13 000 / 13.000 -> 13000
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text) if language == "en" else text  # 13,000 -> 13000
     text = re.sub(r"(?<=\d),(?=\d)", ".", text)  # 1,5 -> 1.5
@@ -129,8 +129,9 @@ def evidence_rank(passages: Sequence[str], evidence: str) -> int | None:
 
 
 def claims(answer: str) -> list[tuple[str, tuple[int, ...]]]:
-    """The answer's sentences, each with the passage numbers cited after it (or after its group)."""
-    out, pos = [], 0
+    """The answer's sentences (without their date lead-ins), each with the passage numbers cited after it
+    (or after its group)."""
+    answer, out, pos = strip_attribution(answer), [], 0
     for group in MARK_RUN.finditer(answer):
         out += _sentences(answer[pos:group.start()], tuple(int(n) for n in MARK.findall(group.group())))
         pos = group.end()
@@ -144,7 +145,7 @@ def _sentences(text: str, cited: tuple[int, ...]) -> list[tuple[str, tuple[int, 
 
 def similarity(answer: str, expected: str, embedder: CachedEmbedder) -> float:
     """Cosine between the embeddings of the answer (marks removed) and the expected answer."""
-    a, b = embedder.embed([strip_marks(answer), expected], kind="query")
+    a, b = embedder.embed([strip_marks(strip_attribution(answer)), expected], kind="query")
     return round(float(a @ b), 4)
 
 

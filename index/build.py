@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import IndexMismatchError, NotFoundError
+from index import duplicates
 from index.chunker import Chunker
+from index.duplicates import THRESHOLD as DUPLICATE_THRESHOLD
+from index.duplicates import Incoming
 from index.embedder import Embedder
 from index.store import FORMAT, ArticleRecord, IndexData, IndexStore, Segment, faiss_description
 from index.types import Article, Chunk
@@ -73,7 +76,8 @@ def load_or_empty(store: IndexStore, embedder: Embedder, chunker: Chunker, rebui
 
 def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articles: Iterable[Article] = (),
                  delete: Iterable[str] = (), prune_under: Iterable[str] | None = None,
-                 rebuild: bool = False, reuse: IndexData | None = None) -> tuple[IndexData, UpdateReport]:
+                 rebuild: bool = False, reuse: IndexData | None = None,
+                 duplicate_threshold: float = DUPLICATE_THRESHOLD) -> tuple[IndexData, UpdateReport]:
     """Add or replace ``articles`` and delete the ``delete`` ids.
 
     With ``prune_under`` (folder or file paths), also delete every indexed article that was loaded
@@ -81,7 +85,9 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
 
     Unchanged articles (same content hash) are skipped; chunks whose id already exists keep their
     vector. ``reuse``: a version already in memory (the one a server serves), whose segments are not read
-    again. Returns the live data and a report.
+    again. A new or changed article whose MinHash similarity with an indexed one (or another of the write)
+    reaches ``duplicate_threshold`` is recorded as its copy (index/duplicates.py). A replaced article keeps
+    its earlier versions' dates and hashes in ``history``. Returns the live data and a report.
     """
     articles, delete = list(articles), set(delete)
     report, started = UpdateReport(), time.perf_counter()
@@ -111,7 +117,7 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
             delete |= {r.id for r in old.articles if r.id not in given and _under(r.path, prune_under)}
         if given & delete:
             raise IndexMismatchError(f"article(s) {', '.join(sorted(given & delete))} both given and deleted")
-        new = _apply(old, articles, delete, embedder, chunker, report, rebuild)
+        new = _apply(old, articles, delete, embedder, chunker, report, rebuild, duplicate_threshold)
         report.seconds["embed_locked"] = round(time.perf_counter() - locked - report.seconds["load"], 3)
         if report.changed or rebuild:
             report.path = str(store.write(new))
@@ -159,7 +165,8 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 
 def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: Embedder,
-           chunker: Chunker, report: UpdateReport, rebuild: bool = False) -> IndexData:
+           chunker: Chunker, report: UpdateReport, rebuild: bool = False,
+           threshold: float = DUPLICATE_THRESHOLD) -> IndexData:
     if _incremental(old, rebuild):  # only what changes is looked at: the cost does not grow with the index
         report.incremental = True
         report.deleted = sorted(delete)
@@ -171,7 +178,7 @@ def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: 
                 report.unchanged.append(article.id)
             else:
                 report.replaced.append(article.id)
-        return _add_segment(old, articles, embedder, chunker, report)
+        return _add_segment(old, articles, embedder, chunker, report, threshold)
     incoming = {a.id: a for a in articles}
     old_chunks: dict[str, list[Chunk]] = {}
     for chunk in old.chunks:
@@ -192,9 +199,9 @@ def _apply(old: IndexData, articles: list[Article], delete: set[str], embedder: 
         if article.id not in old.article_by_id:
             report.added.append(article.id)
             plan.append((article, chunker.chunk(article)))
-    records = [item if isinstance(item, ArticleRecord) else ArticleRecord.of(item, len(cs)) for item, cs in plan]
     chunks = [chunk for _, cs in plan for chunk in cs]
     vectors = _vectors_for(chunks, old, embedder, report)
+    records = _records(plan, vectors, old, delete, threshold)
     manifest = {**old.manifest, "counts": {"articles": len(records), "chunks": len(chunks)},
                 "faiss": faiss_description(len(chunks)), "updated": _now()}
     reuse = [s.lexical for s in old.segments if s.chunks]
@@ -208,11 +215,10 @@ def _incremental(old: IndexData, rebuild: bool) -> bool:
 
 
 def _add_segment(old: IndexData, articles: list[Article], embedder: Embedder, chunker: Chunker,
-                 report: UpdateReport) -> IndexData:
+                 report: UpdateReport, threshold: float = DUPLICATE_THRESHOLD) -> IndexData:
     """``old`` with a new segment holding the added and replaced articles, their old chunks tombstoned."""
     changed = set(report.added) | set(report.replaced)
     fresh = [(a, chunker.chunk(a)) for a in dict((a.id, a) for a in articles if a.id in changed).values()]
-    records = [ArticleRecord.of(item, len(cs)) for item, cs in fresh]
     chunks = [chunk for _, cs in fresh for chunk in cs]
     replaced = np.concatenate([old.positions_of(i) for i in report.replaced] or [np.zeros(0, np.int64)])
     dead = {name: set(ids) for name, ids in old.dead.items()}
@@ -222,6 +228,7 @@ def _add_segment(old: IndexData, articles: list[Article], embedder: Embedder, ch
     if chunks:
         main = old.segments[0]
         vectors = _vectors_for(chunks, old, embedder, report, replaced)
+        records = _records(fresh, vectors, old, set(report.deleted), threshold)
         segments.append(_segment(records, chunks, vectors, stats=main.lexical_stats()))
     data = IndexData.of_segments(old.manifest, segments, {k: frozenset(v) for k, v in dead.items()})
     if len(data.segments) - 1 > MAX_DELTAS:
@@ -229,6 +236,40 @@ def _add_segment(old: IndexData, articles: list[Article], embedder: Embedder, ch
     data.manifest = {**old.manifest, "counts": {"articles": len(data.articles), "chunks": len(data.chunks)},
                      "updated": _now()}
     return data
+
+
+def _records(plan: list[tuple[ArticleRecord | Article, list[Chunk]]], vectors: np.ndarray, old: IndexData,
+             delete: set[str], threshold: float) -> list[ArticleRecord]:
+    """The records of a write's plan (kept records as they are): new and changed articles get their
+    story (the article they copy, if any) and signature, and a replaced one its history."""
+    firsts = np.cumsum([0] + [len(cs) for _, cs in plan])[:-1]
+    incoming = [Incoming(item.id, item.date, item.text, vectors[first] if cs else None)
+                for (item, cs), first in zip(plan, firsts) if isinstance(item, Article)]
+    if not incoming:
+        return [item for item, _ in plan]
+    batch = {a.id for a in incoming}
+
+    def neighbours(vector: np.ndarray) -> list[str]:
+        return [old.chunks[i].article_id for i, _ in old.search(vector, duplicates.NEIGHBOURS)]
+
+    def known(article_id: str) -> tuple[str, str] | None:
+        record = old.article_by_id.get(article_id)
+        if record is None or article_id in batch or article_id in delete:
+            return None
+        return record.story_id, record.minhash or duplicates.encode(duplicates.signature(record.text))
+
+    stories = duplicates.find_stories(incoming, neighbours, known, threshold)
+    records = []
+    for item, cs in plan:
+        if isinstance(item, ArticleRecord):
+            records.append(item)
+            continue
+        story, minhash = stories[item.id]
+        extra = {"story": "" if story == item.id else story, "minhash": minhash}
+        earlier = old.article_by_id.get(item.id)
+        records.append(earlier.replaced_by(item, len(cs), **extra) if earlier is not None
+                       else ArticleRecord.of(item, len(cs), **extra))
+    return records
 
 
 def _merge_deltas(data: IndexData) -> IndexData:

@@ -18,7 +18,7 @@ from index.types import Article
 
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".jsonl", ".json")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
-_FIELDS = ("id", "title", "date", "url", "source", "language")
+_FIELDS = ("id", "title", "date", "url", "source", "language", "updated")
 MAX_ARTICLE_CHARS = 1_000_000  # RAG_MAX_ARTICLE_CHARS; a long feature is ~60,000
 _BYTES_PER_CHAR = 8  # a single-article file (HTML: markup around the text) is refused unread past this many
 SQUAD_MAX_BYTES = 256 * 1024 * 1024
@@ -111,6 +111,7 @@ def make_article(fields: dict, text: str, path: Path | str = "", default_id: str
         source=str(fields.get("source") or ""),
         language=str(fields.get("language") or "").lower() or detect_language(text),
         path=str(path),
+        updated=iso_date(fields.get("updated"), f"{path or 'article'}: field `updated`"),
     )
 
 

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +69,30 @@ class ArticleRecord:
     path: str
     content_hash: str
     n_chunks: int
+    updated: str = ""  # the date of this version, when it corrects or updates the one of ``date``
+    history: tuple = ()  # earlier versions, oldest first: {"date", "updated", "content_hash", "replaced_at"}
+    story: str = ""  # the article this one is a copy of (wire copies, index/duplicates.py); "" when none
+    minhash: str = ""  # MinHash signature of the text (index/duplicates.py), base64
+
+    def __post_init__(self):
+        object.__setattr__(self, "history", tuple(self.history))  # a list when read back from JSON
 
     @classmethod
-    def of(cls, article: Article, n_chunks: int) -> ArticleRecord:
-        """The record for an article cut into ``n_chunks`` chunks."""
+    def of(cls, article: Article, n_chunks: int, **extra) -> ArticleRecord:
+        """The record for an article cut into ``n_chunks`` chunks (``extra``: history, story, minhash)."""
         return cls(article.id, article.title, article.text, article.date, article.url, article.source,
-                   article.language, article.path, article.content_hash, n_chunks)
+                   article.language, article.path, article.content_hash, n_chunks, article.updated, **extra)
+
+    @property
+    def story_id(self) -> str:
+        """The id its copies and itself share: the first indexed version's."""
+        return self.story or self.id
+
+    def replaced_by(self, article: Article, n_chunks: int, **extra) -> ArticleRecord:
+        """The record of ``article``, a new version of this one: this version joins the history."""
+        version = {"date": self.date, "updated": self.updated, "content_hash": self.content_hash,
+                   "replaced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return ArticleRecord.of(article, n_chunks, history=(*self.history, version), **extra)
 
 
 class IndexData:
@@ -112,6 +131,7 @@ class IndexData:
         self._selectors = [_skip(ids) for ids in self._dead_ids]
         self._vectors, self._global = None, {}
         self._number = {s.name: i for i, s in enumerate(segments)}
+        self._stories: dict[str, list[ArticleRecord]] | None = None
 
     @property
     def vectors(self):
@@ -149,6 +169,24 @@ class IndexData:
             return np.zeros(0, dtype=np.int64)
         number = self._number[name]
         return self.global_positions(number)[self.segments[number].positions(article_id)]
+
+    @property
+    def has_copies(self) -> bool:
+        """True when some story has more than one live version."""
+        self.copies("")
+        return bool(self._stories)
+
+    def copies(self, article_id: str) -> list[ArticleRecord]:
+        """The other live versions of an article's story (wire copies, index/duplicates.py), oldest first."""
+        if self._stories is None:
+            stories: dict[str, list[ArticleRecord]] = {}
+            for a in self.articles:
+                stories.setdefault(a.story_id, []).append(a)
+            self._stories = {k: sorted(v, key=lambda a: (a.date or "9999", a.id)) for k, v in stories.items()
+                             if len(v) > 1}
+        record = self.article_by_id.get(article_id)
+        story = self._stories.get(record.story_id, ()) if record is not None else ()
+        return [a for a in story if a.id != article_id]
 
     def chunks_of(self, article_id: str) -> list[Chunk]:
         """A live article's chunks, in order."""

@@ -17,12 +17,15 @@ class Article:
     source: str = ""
     language: str = ""  # ISO 639-1 code such as "fr", "" when unknown
     path: str = ""  # where it was loaded from, "" for API input
+    updated: str = ""  # ISO 8601 date of this version when it corrects or updates the one of ``date``
 
     @property
     def content_hash(self) -> str:
-        """Hash of everything that changes the chunks; re-indexing skips an article whose hash is unchanged."""
+        """Hash of everything that changes the chunks; re-indexing skips an article whose hash is unchanged.
+        (``updated`` counts only when set, so hashes of articles without one stay what they were.)"""
         h = hashlib.sha256()
-        for part in (self.id, self.title, self.date, self.url, self.source, self.language, self.text):
+        parts = (self.id, self.title, self.date, self.url, self.source, self.language, self.text)
+        for part in parts + ((self.updated,) if self.updated else ()):
             h.update(part.encode("utf-8"))
             h.update(b"\x00")
         return h.hexdigest()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.citations import MODEL_MARK, MODEL_MARKS_AFTER_STOP, format_marks, model_mark_numbers
+from common.citations import MODEL_MARK, MODEL_MARKS_AFTER_STOP, format_marks, model_mark_numbers, strip_attribution
 from common.injection import blank_instructions
 from common.sentences import sentence_spans, split_sentences
 from common.text import NAME, NUMBER, WORD, content_terms, detect_language, fold
@@ -148,6 +148,7 @@ class CitationChecker:
         """The sentence with verified citations, or None when it is dropped."""
         cited = [n for m in MODEL_MARK.finditer(raw) for n in model_mark_numbers(m.group(1))]
         body = re.sub(r"\s+([.,;:!?…])", r"\1", MODEL_MARK.sub("", raw)).strip()
+        claim = strip_attribution(body) or body  # "Selon l'article du 24 juin 2025, …": the claim is what follows
         if not WORD.search(body) or re.fullmatch(r"\d{1,2}[.)]", body):  # bare marks or a list number
             return None
         if is_abstention(body):
@@ -158,13 +159,13 @@ class CitationChecker:
             notes.append(f"sentence {k}: removed citation {format_marks(unknown)}: there is no such passage "
                          f"(the answer had {len(self.hits)})")
         valid = list(dict.fromkeys(n for n in cited if 1 <= n <= len(self.hits)))
-        supports = [self.support(body, n) for n in valid]
+        supports = [self.support(claim, n) for n in valid]
         kept = [s for s in supports if s.ok]
         for s in supports:
             if not s.ok and kept:
                 notes.append(f"sentence {k}: removed citation [{s.n}]: that passage does not support it")
         if not kept:
-            kept = self._elsewhere(k, body, valid)
+            kept = self._elsewhere(k, claim, valid)
         if not kept:
             return self._reject(k, body, valid, "is not supported by the passages", "no passage supports it")
         if self.question and not self._answers(body, kept):

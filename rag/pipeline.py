@@ -18,9 +18,10 @@ from rag.backends import Backend, Generation, Request, get_backend
 from rag.coverage import found_across_languages, missing_terms
 from rag.guard import Guard, Reset
 from rag.prompt import ABSTAIN_TEXT
-from rag.retriever import Retrieval, RetrievalConfig, evidence, load_reranker
+from rag.retriever import Filters, Retrieval, RetrievalConfig, evidence, load_reranker
 from rag.settings import Settings
 from rag.types import Answer, AskRequest, Citation, Hit
+from rag.when import TimeScope, time_scope, today
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class _Turn:
     notes: tuple[str, ...] = ()  # what was done before generation (a follow-up rewritten)
     vector: object = None  # the question's embedding
     asked: str = ""  # the question as asked, when a follow-up was rewritten into ``question``
+    scope: TimeScope = TimeScope()  # the period and recency the question asks for
 
 
 @dataclass(frozen=True)
@@ -152,12 +154,39 @@ class Pipeline:
         vector = state.retrieval.embed(question)
         timings["embed"] = _ms(mark)
         mark = time.perf_counter()
-        hits = state.retrieval.search(question, vector, request.top_k or self.settings.top_k, request.mode,
-                                     request.filters)
+        scope = time_scope(question, today(self.settings.today))
+        hits, note = self._search_in_time(state.retrieval, question, vector, request, scope)
         timings["search"] = _ms(mark)
+        notes = tuple(n for n in (standalone.note, note) if n)
         return _Turn(question, detect_language(question, default="fr"), tuple(hits), chosen,
-                     tuple(history or ()), timings, started, (standalone.note,) if standalone.note else (), vector,
-                     asked=asked if asked != question else "")
+                     tuple(history or ()), timings, started, notes, vector,
+                     asked=asked if asked != question else "", scope=scope)
+
+    def _search_in_time(self, retrieval: Retrieval, question: str, vector, request: AskRequest,
+                        scope: TimeScope) -> tuple[list[Hit], str]:
+        """The passages, read in the time the question names. A period ("en 2024", "cette semaine") is
+        preferred, not imposed: its articles are used when the best of them is about as relevant as the
+        best of any date (``PERIOD_MARGIN``; a year can also be the date of the event asked about, as in
+        "will it open in 2026?"). For the latest, passages close to the best are put newest first.
+        Filters the request sets itself are never widened."""
+        k, filters = request.top_k or self.settings.top_k, request.filters or Filters()
+        own = bool(filters.date_from or filters.date_to)
+        depth = k * LATEST_DEPTH if scope.latest and not scope.period else k
+        hits = retrieval.search(question, vector, depth, request.mode, request.filters)
+        note = ""
+        if scope.period and not own:
+            dated = retrieval.search(question, vector, k, request.mode,
+                                     replace(filters, date_from=scope.date_from, date_to=scope.date_to))
+            span = _span(scope)
+            if dated and evidence(dated) >= max(self.settings.abstain_threshold, evidence(hits) - PERIOD_MARGIN):
+                hits, note = dated, f"the question names a period («{scope.words}»): passages of articles {span}"
+            else:
+                note = (f"the question names a period («{scope.words}»), but no article {span} answers as well "
+                        "as articles of other dates: passages of any date")
+        elif scope.latest:
+            hits = newest_first_hits(hits)[:k]
+            note = f"the question asks for the latest («{scope.words}»): the newest relevant passages first"
+        return hits, note
 
     def _generate(self, turn: _Turn, on_delta=None) -> Generation | None:
         """The backend's answer, or None when the best evidence is below the abstention threshold."""
@@ -170,7 +199,7 @@ class Pipeline:
                 f"the retrieved passages never mention {', '.join(missing)}"])
         elif best >= self.settings.abstain_threshold:
             request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
-                              on_delta, turn.vector)
+                              on_delta, turn.vector, latest=turn.scope.latest)
             generation = self._read_then_generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
         if generation is not None and across:
@@ -258,6 +287,28 @@ def answer_holds(text: str, reading: dict, share: float = 0.5) -> bool:
         return True  # nothing to compare (a span of stop words only)
     found = len(span & content_terms(strip_marks(text)))
     return found >= (len(span) if len(span) <= 2 else share * len(span))
+
+
+PERIOD_MARGIN = 0.05  # a named period's best passage may be this much less similar (cosine) than any date's best
+LATEST_DEPTH = 3  # "the latest": this many times the passages are searched, so newer ones are among them
+LATEST_MARGIN = 0.05  # ... and those within this cosine of the best come first, newest first
+
+
+def newest_first_hits(hits: list[Hit]) -> list[Hit]:
+    """Passages whose dense cosine is within ``LATEST_MARGIN`` of the best, newest article first (equal
+    dates by relevance); then the others in their order."""
+    if not hits:
+        return hits
+    best = evidence(hits)
+    close = [h for h in hits if h.scores.get("dense", h.score) >= best - LATEST_MARGIN]
+    rest = [h for h in hits if h.scores.get("dense", h.score) < best - LATEST_MARGIN]
+    return sorted(close, key=lambda h: h.chunk.date or "", reverse=True) + rest
+
+
+def _span(scope: TimeScope) -> str:
+    if scope.date_from and scope.date_to:
+        return f"published from {scope.date_from} to {scope.date_to}"
+    return f"published since {scope.date_from}" if scope.date_from else f"published until {scope.date_to}"
 
 
 def _answered_by(generation: Generation | None, asked: str, fallback: str) -> str:

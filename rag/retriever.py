@@ -10,37 +10,49 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from common.errors import ModelError, UnknownNameError
+from common.text import fold
+from index.duplicates import containment, shingles
 from index.embedder import Embedder
 from index.store import IndexData
 from rag.types import MODES, Hit
 
+COPIES_DEPTH = 3  # with wire copies in the index, this many times the passages are fetched before collapsing
+COPY_OVERLAP = 0.5  # share of a copy's passage shingles found in a kept passage of its story: the same text
+
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict retrieval to some articles (or all but some), a date range (inclusive, ISO dates) or a language."""
+    """Restrict retrieval to some articles (or all but some), a date range (inclusive, ISO dates), a language
+    or some sources (outlets, agencies: compared case- and accent-blind)."""
 
     article_ids: tuple[str, ...] = ()
     date_from: str = ""
     date_to: str = ""
     language: str = ""
     exclude_article_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.article_ids or self.date_from or self.date_to or self.language or self.exclude_article_ids)
+        return bool(self.article_ids or self.date_from or self.date_to or self.language or self.exclude_article_ids
+                    or self.sources)
 
     def mask(self, data: IndexData) -> np.ndarray:
         """Which chunk positions pass the filters."""
         ids, excluded = set(self.article_ids), set(self.exclude_article_ids)
+        if self.sources:  # chunks do not carry their source: the articles of those sources are allowed
+            wanted = {fold(s).strip() for s in self.sources}
+            by_source = {a.id for a in data.articles if fold(a.source).strip() in wanted}
+            ids = ids & by_source if ids else by_source or {""}
         return np.fromiter(
             ((not ids or c.article_id in ids) and c.article_id not in excluded
-             and (not self.date_from or (c.date and c.date >= self.date_from))
-             and (not self.date_to or (c.date and c.date <= self.date_to))
+             and (not self.date_from or (c.date and c.date >= self.date_from[:10]))
+             and (not self.date_to or (c.date and c.date[:10] <= self.date_to[:10]))
              and (not self.language or c.language == self.language) for c in data.chunks),
             dtype=bool, count=len(data.chunks),
         )
@@ -159,12 +171,15 @@ class Retrieval:
         allowed = filters.mask(self.data) if filters else None
         post = bool(self.reranker) or self.config.mmr_lambda < 1
         depth = max(k, self.config.rerank_depth) if post else k
-        hits = _SEARCHES[mode](self, question, vector, depth, allowed)
+        copies = self.data.has_copies
+        hits = _SEARCHES[mode](self, question, vector, depth * COPIES_DEPTH if copies else depth, allowed)
+        if copies:
+            hits = collapse_copies(hits, self.data)[:depth]
         if self.reranker is not None:
             hits = rerank(self.reranker, question, hits)
         if self.config.mmr_lambda < 1:
             hits = mmr(hits, self.data.vectors[[self.position[h.chunk.id] for h in hits]], self.config.mmr_lambda, k)
-        return hits[:k]
+        return [annotate(h, self.data) for h in hits[:k]]
 
     @functools.cached_property
     def position(self) -> dict[str, int]:
@@ -219,6 +234,37 @@ def candidates(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
 
 
 _SEARCHES: dict[str, Callable[..., list[Hit]]] = {"dense": _dense, "lexical": _lexical, "hybrid": _hybrid}
+
+
+def collapse_copies(hits: list[Hit], data: IndexData) -> list[Hit]:
+    """One passage per story: a hit from a wire copy (index/duplicates.py) of an article already kept is
+    dropped when its text is mostly the kept passage's (``COPY_OVERLAP`` of its word shingles), so five
+    copies never fill five passages; a copy's passage that says something the kept ones do not stays."""
+    kept: list[Hit] = []
+    seen: dict[str, list[tuple[str, set]]] = {}  # story id -> (article id, shingles) of the kept hits
+    for hit in hits:
+        article_id = hit.chunk.article_id
+        record = data.article_by_id.get(article_id)
+        if record is None or not data.copies(article_id):
+            kept.append(hit)
+            continue
+        words = shingles(hit.chunk.text)
+        story = seen.setdefault(record.story_id, [])
+        if any(other != article_id and containment(words, said) >= COPY_OVERLAP for other, said in story):
+            continue
+        story.append((article_id, words))
+        kept.append(hit)
+    return kept
+
+
+def annotate(hit: Hit, data: IndexData) -> Hit:
+    """The hit with its article's source and the story's other versions."""
+    record = data.article_by_id.get(hit.chunk.article_id)
+    if record is None:
+        return hit
+    copies = tuple({"article_id": a.id, "title": a.title, "source": a.source, "date": a.date, "url": a.url}
+                   for a in data.copies(record.id))
+    return replace(hit, source=record.source, copies=copies)
 
 
 def rerank(reranker: Reranker, question: str, hits: list[Hit]) -> list[Hit]:

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     rewrite: Literal["auto", "heuristic", "off"] = Field(
         "auto", description="Follow-ups made standalone: by the chat model when the backend has one (auto)")
     fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
+    today: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="The date questions' relative times "
+                       "(\"cette semaine\", \"last month\") are read against, YYYY-MM-DD; empty = today's date")
+    duplicate_threshold: float = Field(0.6, ge=0, le=1, description="MinHash Jaccard of word 5-grams from which "
+                                       "an article is a copy of an indexed story (wire copies; README \"Wire copies\")")
+    # Feeds (rag index --feed, rag sync, served when RAG_FEEDS is set): README "Feeds".
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     follow_interval: float = Field(0.25, ge=0, le=3600, description="Seconds between a server's checks of the "

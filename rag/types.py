@@ -35,6 +35,8 @@ class Hit:
     chunk: Chunk
     score: float
     scores: dict = field(default_factory=dict, compare=False)
+    source: str = ""  # the article's source (outlet, agency)
+    copies: tuple = ()  # the story's other versions: {"article_id", "title", "source", "date", "url"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Citation:
     highlights: tuple = ()  # (start, end) offsets inside ``text`` of the sentences the answer used
     cited: bool = False  # the answer cites it ([n] in its text); the others were retrieved, not used
     scores: dict = field(default_factory=dict, compare=False)  # dense cosine, BM25, fused, rerank
+    source: str = ""  # the article's source (outlet, agency)
+    copies: tuple = ()  # the same story published elsewhere: {"article_id", "title", "source", "date", "url"}
 
     @classmethod
     def of(cls, n: int, hit: Hit, highlights: tuple = (), cited: bool = False) -> Citation:
@@ -62,7 +66,7 @@ class Citation:
         names = {"dense": "dense", "lexical": "bm25", "fused": "fused", "rerank": "rerank"}
         scores = {names[k]: round(float(v), 4) for k, v in hit.scores.items() if k in names}
         return cls(n, c.id, c.article_id, c.title, c.date, c.url, c.text, c.start, c.end,
-                   round(hit.score, 4), tuple(highlights), cited, scores)
+                   round(hit.score, 4), tuple(highlights), cited, scores, hit.source, tuple(hit.copies))
 
 
 @dataclass

@@ -245,16 +245,16 @@ def _hit(n: int, words: int) -> Hit:
 def test_budget_keeps_whole_passages_first_then_cuts_the_next():
     count = len  # one token per character keeps the arithmetic visible
     hits = (_hit(1, 100), _hit(2, 400), _hit(3, 50))
-    budget = Budget(context_tokens=7000, answer_tokens=400, count=count)
+    budget = Budget(context_tokens=7300, answer_tokens=400, count=count)
     prompt = build_prompt("Question ?", hits, "fr", 3, budget)
     assert prompt.shown == (1, 2, 3) and not prompt.notes
-    small = Budget(context_tokens=4200, answer_tokens=400, count=count)
+    small = Budget(context_tokens=4550, answer_tokens=400, count=count)
     prompt = build_prompt("Question ?", hits, "fr", 3, small)
     assert prompt.shown == (1, 2, 3) and "passage [2] was shortened" in prompt.notes[0]
     user = prompt.messages[1]["content"]
     assert hits[0].chunk.text in user and hits[2].chunk.text in user, "whole passages go in before a cut one"
     assert hits[1].chunk.text[:200] in user and hits[1].chunk.text not in user
-    assert sum(count(m["content"]) for m in prompt.messages) <= 4200 * 0.9 - 400
-    tiny = Budget(context_tokens=2950, answer_tokens=400, count=count)
+    assert sum(count(m["content"]) for m in prompt.messages) <= 4550 * 0.9 - 400
+    tiny = Budget(context_tokens=3300, answer_tokens=400, count=count)
     prompt = build_prompt("Question ?", hits, "fr", 3, tiny)
     assert prompt.shown == (1, 3) and prompt.notes == ("passages [2] were left out to fit the model's context",)

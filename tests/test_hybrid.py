@@ -125,9 +125,13 @@ def test_mmr_drops_near_duplicates(tmp_path):
              "OpenAI signe avec Oracle pour du cloud supplémentaire."]
     articles = [Article(id=f"d{i}", title="", text=t, language="fr") for i, t in enumerate(texts)]
     emb = FakeEmbedder(16)
-    data, _ = update_index(IndexStore(tmp_path), emb, Chunker(), articles)
     question = "Microsoft investit dans OpenAI cloud"
     vector = emb.embed([question], kind="query")[0]
+    data, _ = update_index(IndexStore(tmp_path / "copies"), emb, Chunker(), articles)
+    assert data.article_by_id["d1"].story == "d0", "d1 is a copy of d0 (index/duplicates.py)..."
+    kept = Retrieval(data, emb, RetrievalConfig(mode="dense")).search(question, vector, 2)
+    assert [h.chunk.article_id for h in kept] == ["d0", "d2"], "... so it is kept once without MMR"
+    data, _ = update_index(IndexStore(tmp_path), emb, Chunker(), articles, duplicate_threshold=1.1)  # no copies
     plain = Retrieval(data, emb, RetrievalConfig(mode="dense")).search(question, vector, 2)
     diverse = Retrieval(data, emb, RetrievalConfig(mode="dense", mmr_lambda=0.3)).search(question, vector, 2)
     assert {h.chunk.article_id for h in plain} == {"d0", "d1"}

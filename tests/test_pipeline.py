@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from common.citations import strip_attribution
 from common.errors import InputError, UnknownNameError
 from index.build import update_index
 from index.chunker import Chunker
@@ -26,7 +27,8 @@ def test_answer_cites_retrieved_passages(pipeline):
     cited = [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)]
     assert cited and all(1 <= n <= len(answer.citations) for n in cited)
     by_n = {c.n: c for c in answer.citations}
-    for sentence, n in re.findall(r"(.+?) \[(\d+)\]\s*", answer.answer):
+    assert answer.answer.startswith("Selon l'article du 24 juin 2025 :"), "the answer says its article's date"
+    for sentence, n in re.findall(r"(.+?) \[(\d+)\]\s*", strip_attribution(answer.answer)):
         citation = by_n[int(n)]
         assert sentence.strip() in citation.text, "each sentence is taken from the passage it cites"
         assert any(citation.text[a:b] == sentence.strip() for a, b in citation.highlights)

@@ -29,6 +29,8 @@ CSS = """
 .rag-answer .open-article { float: right; font-weight: 400; font-size: 0.85em; color: #b45309; }
 .rag-answer .article-head { font-weight: 600; font-size: 0.92em; color: #111827; margin: 4px 0 2px; }
 .rag-answer .article-head .date { color: #6b7280; font-weight: 400; font-size: 0.9em; }
+.rag-answer .article-head .outlet { color: #374151; font-weight: 400; font-size: 0.9em; }
+.rag-answer .copies { color: #6b7280; font-size: 0.85em; margin: 0 0 4px; }
 .rag-answer .source .num { color: #b45309; }
 .rag-answer .source .date, .rag-answer .source .score { color: #6b7280; font-weight: 400; font-size: 0.9em; }
 .rag-answer .passage { font-size: 0.9em; }

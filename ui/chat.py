@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from common.dates import iso_date
+from common.errors import InputError
 from rag.backends import available_backends
 from rag.keys import check_key
 from rag.pipeline import Pipeline
+from rag.retriever import Filters
 from rag.settings import Settings
 from rag.types import MODES
 from ui.i18n import t
@@ -68,7 +71,8 @@ def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
     With RAG_READ_REQUIRES_KEY the reader's key (an API key) is checked here, on the server."""
 
     def respond(question: str, chat: list[dict], turns: list[dict], language: str, backend: str,
-                top_k: float, mode: str, key: str = "", answers: dict | None = None):
+                top_k: float, mode: str, key: str = "", answers: dict | None = None, date_from: str = "",
+                date_to: str = "", sources: list[str] | None = None):
         chat, turns, question = list(chat or []), list(turns or []), (question or "").strip()
         answers = dict(answers or {})
         if not question:
@@ -82,6 +86,12 @@ def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
                    answers)
             return
         options = {"backend": backend or None, "top_k": int(top_k) if top_k else None, "mode": mode or None}
+        try:
+            options["filters"] = chat_filters(date_from, date_to, sources)
+        except Exception as exc:  # noqa: BLE001 -- a date the reader mistyped: said in the chat
+            yield ([*chat, {"role": "assistant", "content": error_html(error_message(exc, language))}], question, turns,
+                   answers)
+            return
         for message, answer in answer_stream(get_pipeline, question, turns, language, options):
             if answer is not None:
                 turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer["answer"]}]
@@ -92,6 +102,24 @@ def make_respond(get_pipeline: Callable[[], Pipeline], settings: Settings):
             yield [*chat, {"role": "assistant", "content": message}], "", turns, answers
 
     return respond
+
+
+def chat_filters(date_from: str, date_to: str, sources) -> Filters | None:
+    """The chat's date and source filters (None when unset); an InputError names a date that is not one."""
+    start = iso_date((date_from or "").strip(), t("en", "date_from"))
+    end = iso_date((date_to or "").strip(), t("en", "date_to"))
+    if start and end and start > end:
+        raise InputError(f"the start date {start} is after the end date {end}; swap them or clear one")
+    filters = Filters(date_from=start, date_to=end, sources=tuple(sources or ()))
+    return filters if filters else None
+
+
+def source_choices(get_pipeline: Callable[[], Pipeline]) -> list[str]:
+    """The sources of the indexed articles, sorted ([] without an index)."""
+    try:
+        return sorted({a.source for a in get_pipeline().data.articles if a.source}, key=str.lower)
+    except Exception:  # noqa: BLE001 -- no index yet: the chat itself says what to do
+        return []
 
 
 def make_feedback(settings: Settings):
@@ -145,11 +173,17 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
                                   elem_id="backend")
             top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label=t(lang, "top_k"), elem_id="top-k")
             mode = gr.Radio(retrieval_modes(), value=settings.retrieval_mode, label=t(lang, "mode"), elem_id="mode")
+        with gr.Row():
+            date_from = gr.Textbox("", label=t(lang, "date_from"), placeholder="2025-01-01", max_lines=1,
+                                   elem_id="date-from")
+            date_to = gr.Textbox("", label=t(lang, "date_to"), placeholder="2025-12-31", max_lines=1, elem_id="date-to")
+            sources = gr.Dropdown(source_choices(get_pipeline), value=[], multiselect=True, allow_custom_value=True,
+                                  label=t(lang, "source_filter"), elem_id="sources")
     key = gr.Textbox("", label=t(lang, "key"), type="password", placeholder=t(lang, "key_hint"), max_lines=1,
                      elem_id="reader-key", visible=settings.read_requires_key)
 
     answers = gr.State({})
-    inputs = [box, chatbot, turns, language, backend, top_k, mode, key, answers]
+    inputs = [box, chatbot, turns, language, backend, top_k, mode, key, answers, date_from, date_to, sources]
     outputs = [chatbot, box, turns, answers]
     respond = make_respond(get_pipeline, settings)
     send.click(respond, inputs, outputs, api_name="chat")
@@ -164,6 +198,9 @@ def build_chat_tab(get_pipeline: Callable[[], Pipeline], settings: Settings, lan
         (samples, lambda L: gr.update(label=t(L, "examples"))), (folded, lambda L: gr.update(label=t(L, "settings"))),
         (backend, lambda L: gr.update(label=t(L, "backend"))), (top_k, lambda L: gr.update(label=t(L, "top_k"))),
         (mode, lambda L: gr.update(label=t(L, "mode"))),
+        (date_from, lambda L: gr.update(label=t(L, "date_from"))),
+        (date_to, lambda L: gr.update(label=t(L, "date_to"))),
+        (sources, lambda L: gr.update(label=t(L, "source_filter"), choices=source_choices(get_pipeline))),
         (key, lambda L: gr.update(label=t(L, "key"), placeholder=t(L, "key_hint"))),
         (coverage, lambda L: gr.update(value=cover(L))),
     ]

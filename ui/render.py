@@ -73,13 +73,25 @@ def highlighted(text: str, highlights) -> str:
     return "".join(out)
 
 
-def article_head(citation: dict) -> str:
-    """An article's title (linked when it has a URL) and date, shown once above its passages."""
-    title = _text(citation["title"] or citation["article_id"])
-    if (citation.get("url") or "").startswith(("http://", "https://")):
-        title = f'<a href="{html.escape(citation["url"], quote=True)}" target="_blank" rel="noopener">{title}</a>'
-    return (f'<div class="article-head"><span class="title">{title}</span> '
+def _linked(text: str, url: str) -> str:
+    if (url or "").startswith(("http://", "https://")):
+        return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{text}</a>'
+    return text
+
+
+def article_head(citation: dict, language: str = "en") -> str:
+    """An article's title (linked when it has a URL), source and date, shown once above its passages; then
+    the same story's copies elsewhere (wire copies, kept once), when there are some."""
+    title = _linked(_text(citation["title"] or citation["article_id"]), citation.get("url") or "")
+    source = f'<span class="outlet">{_text(citation["source"])}</span> ' if citation.get("source") else ""
+    head = (f'<div class="article-head"><span class="title">{title}</span> {source}'
             f'<span class="date">{_text(citation.get("date") or "")}</span></div>')
+    copies = citation.get("copies") or ()
+    if not copies:
+        return head
+    names = ", ".join(_linked(_text(f'{c.get("source") or c["article_id"]} {c.get("date") or ""}'.strip()),
+                              c.get("url") or "") for c in copies)
+    return head + f'<div class="copies">{_text(t(language, "copies"))} {names}</div>'
 
 
 def article_link(citation: dict) -> str:
@@ -105,7 +117,7 @@ def grouped_cards(citations: list[dict], key: str, language: str) -> str:
     groups: dict[str, list[dict]] = {}
     for c in citations:
         groups.setdefault(c["article_id"], []).append(c)
-    return "".join(f'<div class="article-group">{article_head(cs[0])}'
+    return "".join(f'<div class="article-group">{article_head(cs[0], language)}'
                    f'{"".join(source_card(c, key, language) for c in cs)}</div>' for cs in groups.values())
 
 

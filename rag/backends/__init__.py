@@ -22,6 +22,8 @@ class Request:
     """Streaming backends call this with each piece of text as it is produced; others ignore it."""
     query_vector: Any = field(default=None, compare=False)
     """The question's embedding (query prompt) when the pipeline has it, so backends need not embed again."""
+    latest: bool = False
+    """The question asks for the newest state of things ("dernier", "actuellement", "latest", "now")."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ catches that one).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,11 +21,13 @@ from common.sentences import sentence_spans
 from common.text import content_terms, detect_language
 from rag.backends import Generation, Request, register
 from rag.coverage import has_date, has_number, wants_amount, wants_date
+from rag.when import according_to
 
 LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
 FOLLOW_MARGIN = 0.02  # a further sentence must score within this of the best one
 REDUNDANT = 0.93  # cosine above which two sentences say the same thing
 LANGUAGE_MARGIN = 0.05
+LATEST_MARGIN = 0.06  # "the latest": a newer article's sentence leads when it scores within this of the best
 TYPE_MARGIN = 0.05  # a sentence of the asked type (amount, date) must score within this of the best
 
 
@@ -41,6 +43,7 @@ class Candidate:
     score: float
     vector: np.ndarray
     article: str = ""  # the article of passage ``n``
+    lead: bool = False  # chosen to lead whatever its score (the newest of the relevant ones)
 
 
 class ExtractiveBackend:
@@ -59,12 +62,16 @@ class ExtractiveBackend:
         candidates, note = answer_type_filter(request.question, candidates)
         if not candidates:
             return Generation("", abstained=True, model=self.embedder.name, notes=[note])
-        chosen = self.select(candidates, request.language, request.max_sentences or self.max_sentences)
+        dates = {n: hit.chunk.date for n, hit in enumerate(request.hits, 1)}
+        if request.latest:
+            candidates = newest_leads(candidates, dates)
+        chosen = newest_first(self.select(candidates, request.language, request.max_sentences or self.max_sentences),
+                              dates)
         highlights: dict[int, list[tuple[int, int]]] = {}
         for c in chosen:
             highlights.setdefault(c.n, []).append((c.start, c.end))
-        text = " ".join(f"{c.text} [{c.n}]" for c in chosen)
-        return Generation(text, highlights=highlights, model=self.embedder.name)
+        return Generation(dated(chosen, dates, request.language or "fr"), highlights=highlights,
+                          model=self.embedder.name)
 
     def candidates(self, request: Request) -> list[Candidate]:
         """Every sentence of the passages with its score, best first."""
@@ -95,6 +102,10 @@ class ExtractiveBackend:
         same article and about as relevant (a bilingual article); never from another article, where
         preferring the language would trade relevance for it."""
         best = candidates[0].score
+        if candidates[0].lead:  # the newest relevant sentence leads (a question asking for the latest)
+            lead = candidates[0]
+            rest = [c for c in candidates[1:] if float(c.vector @ lead.vector) < REDUNDANT]
+            return [lead, *(self.select(rest, language, limit - 1) if rest and limit > 1 else [])]
         if language and candidates[0].language != language:
             same = [c for c in candidates if c.language == language and c.score >= best - LANGUAGE_MARGIN
                     and c.article == candidates[0].article]
@@ -107,6 +118,47 @@ class ExtractiveBackend:
             if all(float(c.vector @ k.vector) < REDUNDANT for k in chosen):
                 chosen.append(c)
         return chosen
+
+
+def newest_leads(candidates: list[Candidate], dates: dict[int, str]) -> list[Candidate]:
+    """For a question asking for the latest: the best sentence of the newest article among those within
+    ``LATEST_MARGIN`` of the best sentence leads (an older article's sentence may score higher: it was
+    closer to the question's words, not more current)."""
+    if not candidates:
+        return candidates
+    pool = [c for c in candidates if c.score >= candidates[0].score - LATEST_MARGIN and dates.get(c.n)]
+    if not pool:
+        return candidates
+    newest = max(dates[c.n] for c in pool)
+    lead = next(c for c in pool if dates[c.n] == newest)
+    return [replace(lead, lead=True), *(c for c in candidates if c is not lead)]
+
+
+def newest_first(chosen: list[Candidate], dates: dict[int, str]) -> list[Candidate]:
+    """The chosen sentences grouped by article, the newest article first (two articles that disagree over
+    time: the newer leads), each article's sentences in their order of relevance; undated articles last."""
+    if len({c.article for c in chosen}) < 2:
+        return chosen
+    if chosen[0].lead:
+        return [chosen[0], *newest_first(chosen[1:], dates)]
+    first_date: dict[str, str] = {}
+    for c in chosen:
+        first_date.setdefault(c.article, dates.get(c.n) or "")
+    articles = sorted(first_date, key=first_date.get, reverse=True)  # stable: equal dates keep their order
+    return [c for article in articles for c in chosen if c.article == article]
+
+
+def dated(chosen: list[Candidate], dates: dict[int, str], language: str) -> str:
+    """The answer text: each sentence cited [n], the first one from each article introduced by that article's
+    date ("Selon l'article du 24 juin 2025 :"), an older one after a newer as earlier."""
+    parts, previous, first = [], None, dates.get(chosen[0].n, "") if chosen else ""
+    for c in chosen:
+        date = dates.get(c.n, "")
+        lead = according_to(date, language, earlier=bool(first and date and date < first)) \
+            if c.article != previous else ""
+        parts.append(f"{lead} {c.text} [{c.n}]" if lead else f"{c.text} [{c.n}]")
+        previous = c.article
+    return " ".join(parts)
 
 
 def answer_type_filter(question: str, candidates: list[Candidate]) -> tuple[list[Candidate], str]:

@@ -29,6 +29,7 @@ from rag.backends.extractive import ExtractiveBackend
 from rag.coverage import question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
+from rag.when import according_to
 
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
 _LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
@@ -103,7 +104,10 @@ class ReaderBackend:
         text = "; ".join(parts)
         if not text.rstrip().endswith((".", "!", "?")) and not _WHY_HOW.search(request.question):
             text += "."
-        return Generation(text[0].upper() + text[1:], highlights=highlights, model=self.reader.name, reading=reading)
+        text = text[0].upper() + text[1:]
+        lead = according_to(request.hits[answers[0][1].n - 1].chunk.date, request.language or "fr")
+        return Generation(f"{lead} {text}" if lead else text, highlights=highlights, model=self.reader.name,
+                          reading=reading)
 
 
 def _reading_dict(r: Reading, w: Window, threshold: float) -> dict:

@@ -44,7 +44,8 @@ def filters_of(f: FiltersIn | None) -> Filters | None:
     """Retrieval filters from a request's ``filters`` object."""
     if f is None:
         return None
-    return Filters(tuple(f.article_ids or ()), f.date_from or "", f.date_to or "", f.language or "")
+    return Filters(tuple(f.article_ids or ()), f.date_from or "", f.date_to or "", f.language or "",
+                   sources=tuple(f.sources or ()))
 
 
 def _request(body: AskIn, request: Request) -> AskRequest:

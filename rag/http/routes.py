@@ -47,7 +47,8 @@ articles_router = APIRouter(prefix="/articles", tags=["Articles"], responses={
 def list_articles(request: Request) -> list[dict]:
     """Every indexed article's id, title, date, URL, language and chunk count, in index order."""
     return [{"id": a.id, "title": a.title, "date": a.date, "url": a.url, "language": a.language,
-             "chunks": a.n_chunks} for a in request.app.state.pipeline.data.articles]
+             "chunks": a.n_chunks, "source": a.source, "updated": a.updated, "story": a.story}
+            for a in request.app.state.pipeline.data.articles]
 
 
 @articles_router.get("/{article_id}", summary="One article with its text", response_model=ArticleOut,
@@ -57,7 +58,9 @@ def get_article(article_id: str, request: Request) -> dict:
     record = request.app.state.pipeline.data.article_by_id.get(article_id)
     if record is None:
         raise NotFoundError(f"no article {article_id!r}; GET /articles lists them")
-    return {k: v for k, v in dataclasses.asdict(record).items() if k != "path"}
+    copies = [{"article_id": a.id, "title": a.title, "source": a.source, "date": a.date, "url": a.url}
+              for a in request.app.state.pipeline.data.copies(article_id)]
+    return {**{k: v for k, v in dataclasses.asdict(record).items() if k not in ("path", "minhash")}, "copies": copies}
 
 
 @articles_router.get("/{article_id}/view", summary="The article as a page, the cited span marked",

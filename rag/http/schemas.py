@@ -72,7 +72,10 @@ TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_no_text_or_boo
 
 
 class FiltersIn(BaseModel):
-    """Restrict the search to some articles, a date range (inclusive) or a language."""
+    """Restrict the search to some articles, a date range (inclusive), a language or some sources.
+
+    A date range set here is kept as it is; a period named in the question ("en 2024", "this week") is only
+    preferred (README "Dates")."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +83,9 @@ class FiltersIn(BaseModel):
     date_from: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-01-01"])
     date_to: Annotated[str | None, RealDate] = Field(None, pattern=ISO_DATE, examples=["2025-12-31"])
     language: str | None = Field(None, pattern=LANGUAGE, examples=["fr"])
+    sources: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, max_length=100, examples=[["Le Monde", "AFP"]],
+        description="Only articles of these sources (the article's `source`, compared without case or accents)")
 
 
 class Turn(BaseModel):
@@ -115,6 +121,16 @@ class AskIn(BaseModel):
                          description="Send Server-Sent Events (citations, delta..., done) instead of JSON")
 
 
+class CopyOut(BaseModel):
+    """Another version of a cited story: the same text republished by another outlet."""
+
+    article_id: str
+    title: str
+    source: str
+    date: str
+    url: str
+
+
 class CitationOut(BaseModel):
     """Passage ``n`` of an answer; the ``[n]`` marks in the answer refer to it."""
 
@@ -136,6 +152,9 @@ class CitationOut(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict, examples=[{"dense": 0.861, "bm25": 7.42, "fused": 1.0}],
                                      description="Each score under its own name: `dense` (cosine of the question "
                                      "and passage embeddings), `bm25`, `fused` (hybrid), `rerank`")
+    source: str = Field("", description="The article's source (outlet, agency)")
+    copies: list[CopyOut] = Field(default_factory=list, description="The same story published elsewhere (wire "
+                                  "copies, kept once in retrieval), oldest first")
 
 
 class ReadingOut(BaseModel):
@@ -187,6 +206,9 @@ class ArticleIn(BaseModel):
     url: str | None = Field(None, max_length=2000)
     source: str | None = Field(None, max_length=1000)
     language: str | None = Field(None, pattern=LANGUAGE, description="ISO 639-1 code; detected when absent")
+    updated: Annotated[str | None, RealDate] = Field(
+        None, pattern=ISO_DATETIME, description="Date of this version when it corrects or updates the article of "
+        "`date` (the earlier version's dates stay in the article's `history`)")
 
 
 class IngestOut(BaseModel):
@@ -224,6 +246,18 @@ class ArticleSummary(BaseModel):
     url: str
     language: str
     chunks: int
+    source: str = ""
+    updated: str = Field("", description="Date of the current version when it corrects or updates the first")
+    story: str = Field("", description="The article this one is a copy of (wire copies); empty when none")
+
+
+class VersionOut(BaseModel):
+    """An earlier version of an article (it was replaced by a correction or an update)."""
+
+    date: str
+    updated: str
+    content_hash: str
+    replaced_at: str = Field(..., description="When the next version replaced it (UTC)")
 
 
 class ArticleOut(BaseModel):
@@ -238,6 +272,10 @@ class ArticleOut(BaseModel):
     language: str
     content_hash: str
     n_chunks: int
+    updated: str = Field("", description="The date of this version when it corrects or updates the first")
+    history: list[VersionOut] = Field(default_factory=list, description="Earlier versions, oldest first")
+    story: str = Field("", description="The article this one is a copy of (wire copies); empty when none")
+    copies: list[CopyOut] = Field(default_factory=list, description="Other versions of the same story")
 
 
 class ReadyOut(BaseModel):

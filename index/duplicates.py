@@ -1,0 +1,114 @@
+"""Wire copies: one story republished with small edits (agency copy, other outlets), found when it is
+indexed so that retrieval keeps it once and lists its copies under it.
+
+Each article gets a MinHash signature of its word shingles (``datasketch``; accents folded, case
+ignored), stored with its record. A new article is compared with the candidates that could be copies:
+the other articles of the same write (a MinHash LSH over them) and the articles of the nearest chunks
+to its first chunk in the index (a copy says the same thing, so the dense index finds it: no LSH over
+the whole archive has to be kept or rebuilt). A candidate whose estimated Jaccard similarity reaches
+the threshold makes the article a copy: its ``story`` is the candidate's story id. The threshold and the
+shingle size are measured on edited copies against distinct stories of one topic (bench/duplicates.py,
+README "Wire copies").
+"""
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.text import fold
+
+SHINGLE_WORDS = 3
+NUM_PERM = 128
+SEED = 1
+SCHEME = "affine32"  # datasketch 2's 32-bit hash values (stored as they are)
+THRESHOLD = 0.6  # RAG_DUPLICATE_THRESHOLD
+NEIGHBOURS = 10
+LSH_SHARE = 0.6  # the batch's LSH proposes pairs from this share of the threshold  # nearest chunks whose articles are compared with a new article
+_WORD = re.compile(r"\w+")
+
+
+def shingles(text: str, size: int = SHINGLE_WORDS) -> set[str]:
+    """The text's runs of ``size`` words, folded (lower case, no accents)."""
+    words = _WORD.findall(fold(text))
+    if len(words) < size:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + size]) for i in range(len(words) - size + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    """Exact Jaccard similarity of two sets (0 when both are empty)."""
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def containment(a: set, b: set) -> float:
+    """The share of the smaller set found in the other."""
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0
+
+
+def signature(text: str):
+    """The MinHash of the text's shingles."""
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
+    m.update_batch([s.encode("utf-8") for s in shingles(text)])
+    return m
+
+
+def encode(m) -> str:
+    """A signature as stored in an article record (its 128 hash values as uint32, base64)."""
+    return base64.b64encode(m.hashvalues.astype("<u4").tobytes()).decode("ascii")
+
+
+def decode(value: str):
+    """The signature stored by ``encode``."""
+    from datasketch import MinHash
+
+    values = np.frombuffer(base64.b64decode(value), dtype="<u4").astype(np.uint32)
+    return MinHash(num_perm=NUM_PERM, seed=SEED, hashvalues=values, scheme=SCHEME)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An article about to be written: its id, date, text and first chunk's vector."""
+
+    id: str
+    date: str
+    text: str
+    vector: np.ndarray | None
+
+
+def find_stories(incoming: list[Incoming], neighbours: Callable[[np.ndarray], Iterable[str]],
+                 known: Callable[[str], tuple[str, str] | None], threshold: float) -> dict[str, tuple[str, str]]:
+    """For each incoming article, ``(story, minhash)``: the story id it copies ("" if none) and its signature.
+
+    ``neighbours(vector)`` gives ids of indexed articles near a vector; ``known(id)`` an indexed
+    article's ``(story_id, minhash)`` (or None: deleted or replaced in this write). Articles of the batch
+    are taken oldest first, so the first published version names the story.
+    """
+    from datasketch import MinHashLSH
+
+    # The LSH only proposes candidates, at a lower threshold so that a pair just above ``threshold`` is
+    # not missed by chance (at the threshold itself it would be, one time in three or so); each is checked.
+    lsh = MinHashLSH(threshold=max(threshold * LSH_SHARE, 0.05), num_perm=NUM_PERM)
+    found: dict[str, tuple[str, str]] = {}
+    signatures: dict[str, object] = {}
+    for item in sorted(incoming, key=lambda a: (a.date or "9999", a.id)):
+        m = signature(item.text)
+        candidates: dict[str, tuple[str, object]] = {}
+        for other in lsh.query(m):
+            candidates[other] = (found[other][0] or other, signatures[other])
+        if item.vector is not None:
+            for other in neighbours(item.vector):
+                entry = known(other) if other != item.id and other not in candidates else None
+                if entry is not None and entry[1]:
+                    candidates[other] = (entry[0], decode(entry[1]))
+        best = max(((m.jaccard(sig), story) for story, sig in candidates.values()), default=(0.0, ""))
+        story = best[1] if best[0] >= threshold and best[1] != item.id else ""
+        found[item.id] = (story, encode(m))
+        signatures[item.id] = m
+        lsh.insert(item.id, m)
+    return found
