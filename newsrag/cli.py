@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: ``index``, ``ask``, ``articles``, ``train`` (rag), ``eval`` (eval), ``serve``."""
+    """The whole command line: ``index``, ``sync``, ``ask``, ``articles``, ``train`` (rag), ``eval``, ``serve``."""
     import eval.commands
     import rag.commands
 

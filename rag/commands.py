@@ -1,22 +1,26 @@
-"""The answering package's subcommands: ``rag index``, ``rag ask``, ``rag articles``, ``rag train reader``."""
+"""The answering package's subcommands: ``rag index``, ``rag sync``, ``rag ask``, ``rag articles``,
+``rag train reader``."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import textwrap
+import time
 
 from common.citations import cited_numbers
-from common.errors import ConfigError, InputError
+from common.errors import ConfigError, InputError, RagError
 from index.squad import PIAF
 from rag.settings import get_settings
 from rag.types import MODES
 
 
 def register_commands(sub) -> None:
-    """Add ``index``, ``ask`` and ``articles`` to the ``rag`` command's subparsers."""
+    """Add ``index``, ``sync``, ``ask`` and ``articles`` to the ``rag`` command's subparsers."""
     p = sub.add_parser("index", help="index articles (Markdown, text, HTML, JSON Lines, SQuAD JSON) incrementally")
     p.add_argument("paths", nargs="*", help="files or folders of articles")
+    p.add_argument("--feed", action="append", default=[], metavar="URL",
+                   help="also sync this RSS or Atom feed into the index (repeatable; see `rag sync`)")
     p.add_argument("--delete", action="append", default=[], metavar="ID", help="delete an article by id (repeatable)")
     p.add_argument("--prune", action="store_true", help="also delete indexed articles whose files under PATHS are gone")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index (after a model or chunker change)")
@@ -30,11 +34,26 @@ def register_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_index)
 
+    p = sub.add_parser("sync", help="sync the news feeds (RAG_FEEDS and --feed) into the index, once or on a "
+                       "schedule")
+    p.add_argument("--feed", action="append", default=[], metavar="URL",
+                   help="an RSS or Atom feed to sync besides those of RAG_FEEDS (repeatable)")
+    p.add_argument("--every", default=None, metavar="DURATION",
+                   help="sync again on this schedule (30s, 15m, 1h) until Ctrl-C")
+    p.add_argument("--drop-removed", action="store_true",
+                   help="delete the articles whose items left their feed (default: kept; RAG_FEED_DROP_REMOVED)")
+    p.add_argument("--json", action="store_true", help="print each sync's report as JSON (one line each with --every)")
+    p.set_defaults(func=_cmd_sync)
+
     p = sub.add_parser("ask", help="answer a question from the indexed articles")
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=None, help="passages to retrieve (default RAG_TOP_K)")
     p.add_argument("--backend", default=None, help="answer backend (default RAG_BACKEND)")
     p.add_argument("--article", action="append", default=[], metavar="ID", help="only search these articles")
+    p.add_argument("--since", default="", metavar="DATE", help="only articles published on or after DATE (YYYY-MM-DD)")
+    p.add_argument("--until", default="", metavar="DATE", help="only articles published on or before DATE")
+    p.add_argument("--source", action="append", default=[], metavar="NAME",
+                   help="only articles of this source (outlet, agency; repeatable)")
     p.add_argument("--mode", default=None, choices=MODES,
                    help="retrieval mode (default RAG_RETRIEVAL_MODE)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -73,28 +92,117 @@ def _cmd_index(args) -> int:
     from index.store import IndexStore
     from rag.service import index_paths, make_embedder
 
-    if not args.paths and not args.delete and not args.compact:
-        raise InputError("give paths to index, --delete ID or --compact")
+    if not args.paths and not args.delete and not args.compact and not args.feed:
+        raise InputError("give paths to index, --feed URL, --delete ID or --compact")
     settings = get_settings()
     if args.server:
-        if args.compact or args.rebuild or args.prune:
-            raise InputError("--server sends articles and deletions only; run --compact, --rebuild or --prune "
-                             "where the index folder is")
+        if args.compact or args.rebuild or args.prune or args.feed:
+            raise InputError("--server sends articles and deletions only; run --compact, --rebuild, --prune or "
+                             "--feed where the index folder is (a server syncs RAG_FEEDS itself)")
         return _index_server(args, settings)
-    store = IndexStore(settings.index_dir)
+    store, status = IndexStore(settings.index_dir), 0
     if args.paths or args.delete:
         data, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
                                    delete=args.delete, prune=args.prune, rebuild=args.rebuild)
-        if args.json:
+        if args.json and not args.feed:
             print(json.dumps(report.__dict__, indent=2))
-        else:
+        elif not args.json:
             print(f"{report.summary()} in {report.seconds['total']:.1f} s"
                   f"{' (a new segment)' if report.incremental else ''} -> {settings.index_dir}")
         if not args.compact and not args.no_compact and compaction_due(data):
             args.compact = True  # the write is live already; readers and writers go on meanwhile
+    if args.feed:
+        feeds = _FeedSync(settings, args.feed, settings.feed_drop_removed)
+        synced = feeds.run(quiet=args.json)
+        status = 0 if synced.ok else 1
+        if args.json:
+            print(json.dumps({"index": report.__dict__ if args.paths or args.delete else None,
+                              "feeds": synced.to_dict()}, indent=2, ensure_ascii=False))
+        args.compact = args.compact or (not args.no_compact and feeds.compaction_due())
     if args.compact and compact(store, lambda message: print(message, file=sys.stderr)) is None:
         print(f"nothing to compact: {settings.index_dir} is one segment without tombstones", file=sys.stderr)
-    return 0
+    return status
+
+
+class _FeedSync:
+    """Syncs of feeds from the command line: into the index folder, the embedder loaded at the first write
+    (a sync that finds nothing new loads no model), the index read once and followed between syncs."""
+
+    def __init__(self, settings, urls: list[str], drop_removed: bool):
+        from index.feeds import StoreWriter
+        from index.store import IndexStore
+        from rag.service import make_chunker, make_embedder
+
+        self.settings, self.urls, self.drop_removed = settings, urls, drop_removed
+        self.writer = StoreWriter(IndexStore(settings.index_dir), lambda: make_embedder(settings, progress=True),
+                                  make_chunker(settings), duplicate_threshold=settings.duplicate_threshold)
+
+    def run(self, quiet: bool = False, as_json: bool = False):
+        """One sync; its report printed for people (unless ``quiet``) or as one line of JSON."""
+        from index.feeds import sync_feeds
+        from rag.service import make_fetcher
+
+        with make_fetcher(self.settings) as fetcher:
+            report = sync_feeds(self.settings.index_dir, self.urls, fetcher, self.writer,
+                                drop_removed=self.drop_removed, max_chars=self.settings.max_article_chars)
+        if as_json:
+            print(json.dumps(report.to_dict(), ensure_ascii=False), flush=True)
+        elif not quiet:
+            print(report.summary(), flush=True)
+        return report
+
+    def compaction_due(self) -> bool:
+        """True when the last write left the index due for compaction."""
+        from index.build import compaction_due
+
+        return self.writer.data is not None and compaction_due(self.writer.data)
+
+
+def _cmd_sync(args) -> int:
+    from index.build import compact
+    from index.feeds import parse_every
+    from index.store import IndexStore
+
+    settings = get_settings()
+    urls = list(dict.fromkeys([*settings.feeds, *args.feed]))
+    if not urls:
+        raise InputError("no feeds to sync: set RAG_FEEDS=URL,URL (comma-separated) or give --feed URL")
+    try:
+        every = parse_every(args.every) if args.every is not None else None
+    except InputError as exc:
+        raise InputError(f"--every: {exc}") from None
+    feeds = _FeedSync(settings, urls, args.drop_removed or settings.feed_drop_removed)
+
+    def once() -> int:
+        report = feeds.run(quiet=args.json and every is None, as_json=args.json and every is not None)
+        if args.json and every is None:
+            print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        if feeds.compaction_due():
+            compact(IndexStore(settings.index_dir), lambda message: print(message, file=sys.stderr))
+        return 0 if report.ok else 1
+
+    return once() if every is None else _every(once, every)
+
+
+def _every(once, every: float) -> int:
+    """``once()`` every ``every`` seconds (from start to start) until Ctrl-C, which stops cleanly between
+    syncs; a sync that fails is reported and the next one runs on time."""
+    next_start, syncing = time.monotonic(), False
+    try:
+        while True:
+            time.sleep(max(0.0, next_start - time.monotonic()))
+            next_start, syncing = time.monotonic() + every, True
+            try:
+                once()
+            except RagError as exc:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+            syncing = False
+    except KeyboardInterrupt:
+        if syncing:  # the index write is atomic and feeds.json is saved after it: nothing is half-done
+            print("stopped during a sync; what it had not saved is fetched again by the next one", file=sys.stderr)
+            return 130
+        print("stopped", file=sys.stderr)
+        return 0
 
 
 SERVER_BATCH = 200  # articles per POST /articles (the API takes up to 1,000)
@@ -153,10 +261,15 @@ def _cmd_ask(args) -> int:
     print(f"{label}:")
     for c in answer["citations"]:
         if answer["abstained"] or c["n"] in cited:
-            where = f"{c['title']} ({c['date']})" if c["date"] else c["title"]
+            where = ", ".join(x for x in (c.get("source", ""), c["date"]) if x)
+            where = f"{c['title']} ({where})" if where else c["title"]
             print(f"[{c['n']}] {where} — score {c['score']:.3f}, chars {c['start']}-{c['end']}")
             snippet = " ".join(c["text"][h[0]:h[1]] for h in c["highlights"]) or c["text"]
             print(textwrap.indent(textwrap.fill(snippet, 100), "    "))
+            if c.get("copies"):
+                names = ", ".join(f"{x['source'] or x['article_id']} ({x['date']})" if x["date"] else
+                                  x["source"] or x["article_id"] for x in c["copies"])
+                print(f"    also published by: {names}")
     for note in answer["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print(f"\n({answer['backend']}, {answer['timings_ms']['total']:.0f} ms)", file=sys.stderr)
@@ -167,18 +280,30 @@ def _ask_here(args) -> dict:
     from rag.retriever import Filters
     from rag.service import load_pipeline
 
+    filters = Filters(**_filters_of(args))
     pipeline = load_pipeline(get_settings())
-    filters = Filters(article_ids=tuple(args.article)) if args.article else None
-    return pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters,
+    return pipeline.ask(args.question, top_k=args.top_k, backend=args.backend, filters=filters or None,
                         mode=args.mode).to_dict()
+
+
+def _filters_of(args) -> dict:
+    """The filters of ``rag ask``'s options, checked (an impossible date is an InputError saying so)."""
+    from common.dates import iso_date
+
+    since, until = iso_date(args.since, "--since"), iso_date(args.until, "--until")
+    if since and until and since > until:
+        raise InputError(f"--since {since} is after --until {until}; swap them")
+    return {k: v for k, v in {"article_ids": tuple(args.article), "date_from": since, "date_to": until,
+                              "sources": tuple(args.source)}.items() if v}
 
 
 def _ask_server(args) -> dict:
     """The answer of the server at ``args.server`` (POST /ask), as ``Answer.to_dict()``."""
     import httpx
 
+    filters = {k: list(v) if isinstance(v, tuple) else v for k, v in _filters_of(args).items()}
     body = {"question": args.question, "top_k": args.top_k, "backend": args.backend, "mode": args.mode,
-            "filters": {"article_ids": args.article} if args.article else None}
+            "filters": filters or None}
     key = os.environ.get("RAG_ASK_KEY")
     url = args.server.rstrip("/")
     try:

@@ -21,7 +21,7 @@ from rag.prompt import ABSTAIN_TEXT
 from rag.retriever import Filters, Retrieval, RetrievalConfig, evidence, load_reranker
 from rag.settings import Settings
 from rag.types import Answer, AskRequest, Citation, Hit
-from rag.when import TimeScope, time_scope, today
+from rag.when import TimeScope, time_scope, today, without_time_words
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,9 @@ class Pipeline:
         """The passages, read in the time the question names. A period ("en 2024", "cette semaine") is
         preferred, not imposed: its articles are used when the best of them is about as relevant as the
         best of any date (``PERIOD_MARGIN``; a year can also be the date of the event asked about, as in
-        "will it open in 2026?"). For the latest, passages close to the best are put newest first.
+        "will it open in 2026?"); one that can only be of publication ("cette semaine", "since June") is used
+        whenever its articles pass the abstention threshold. For the latest, passages close to the best are
+        put newest first.
         Filters the request sets itself are never widened."""
         k, filters = request.top_k or self.settings.top_k, request.filters or Filters()
         own = bool(filters.date_from or filters.date_to)
@@ -178,7 +180,8 @@ class Pipeline:
             dated = retrieval.search(question, vector, k, request.mode,
                                      replace(filters, date_from=scope.date_from, date_to=scope.date_to))
             span = _span(scope)
-            if dated and evidence(dated) >= max(self.settings.abstain_threshold, evidence(hits) - PERIOD_MARGIN):
+            margin = float("inf") if scope.strict else PERIOD_MARGIN
+            if dated and evidence(dated) >= max(self.settings.abstain_threshold, evidence(hits) - margin):
                 hits, note = dated, f"the question names a period («{scope.words}»): passages of articles {span}"
             else:
                 note = (f"the question names a period («{scope.words}»), but no article {span} answers as well "
@@ -199,7 +202,7 @@ class Pipeline:
                 f"the retrieved passages never mention {', '.join(missing)}"])
         elif best >= self.settings.abstain_threshold:
             request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
-                              on_delta, turn.vector, latest=turn.scope.latest)
+                              on_delta, turn.vector, latest=turn.scope.latest or turn.scope.period)
             generation = self._read_then_generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
         if generation is not None and across:
@@ -210,7 +213,8 @@ class Pipeline:
     def _missing_terms(self, turn: _Turn) -> tuple[list[str], dict[str, str]]:
         """The question's names and numbers that no passage holds, and the names found only under
         their name in another language (passages in another language than the question's)."""
-        missing = missing_terms(turn.question, [h.chunk.text for h in turn.hits])
+        missing = without_time_words(turn.question, turn.scope, missing_terms(turn.question,
+                                                                              [h.chunk.text for h in turn.hits]))
         other = [h.chunk.text for h in turn.hits if h.chunk.language and h.chunk.language != turn.language]
         if not missing or not other:
             return missing, {}

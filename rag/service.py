@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 from index.build import UpdateReport, compact, compaction_due, load_or_empty, update_index
@@ -40,7 +41,7 @@ def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = Fa
     store = IndexStore(settings.index_dir)
     return update_index(store, embedder, make_chunker(settings), articles,
                         delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
-                        reuse=reuse)
+                        reuse=reuse, duplicate_threshold=settings.duplicate_threshold)
 
 
 def sync_corpus(settings: Settings, embedder) -> tuple[IndexData, UpdateReport]:
@@ -170,6 +171,87 @@ class IndexFollower:
                 self.check()
             except Exception:  # noqa: BLE001 (keep following)
                 log.exception("index follower")
+
+
+def make_fetcher(settings: Settings):
+    """The fetcher of feeds and their pages the settings describe (RAG_FETCH_*)."""
+    from index.fetch import Fetcher
+
+    return Fetcher(allow=settings.fetch_allow, interval=settings.fetch_interval, max_bytes=settings.fetch_max_bytes,
+                   timeout=settings.fetch_timeout, retries=settings.fetch_retries)
+
+
+class ServedWriter:
+    """Where a server's feed sync writes: through ``update_live``, so the new version is served at once."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def ids(self) -> set[str]:
+        """The ids of the served version."""
+        return set(self.pipeline.data.article_by_id)
+
+    def write(self, articles, delete) -> UpdateReport:
+        """One write of the sync's articles and deletions into the served index."""
+        return update_live(self.pipeline, articles, delete)
+
+
+class FeedSyncer:
+    """Syncs ``RAG_FEEDS`` into the served index every ``RAG_FEED_EVERY`` seconds, in a daemon thread: once
+    at start, then on schedule. A failing feed or sync is logged and the next one tried on time; when
+    another process of the same index folder is syncing, this round is left to it."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings | None = None):
+        self.pipeline, self.settings = pipeline, settings or pipeline.settings
+        self.thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def sync_once(self):
+        """One sync of the configured feeds (None when another process was syncing them)."""
+        from index.feeds import SyncStopped, sync_feeds
+
+        settings = self.settings
+        root = self.pipeline.settings.index_dir  # where update_live writes; feeds.json goes beside it
+        with make_fetcher(settings) as fetcher:
+            try:
+                report = sync_feeds(root, settings.feeds, fetcher, ServedWriter(self.pipeline),
+                                    drop_removed=settings.feed_drop_removed, max_chars=settings.max_article_chars,
+                                    wait=False, stop=self._stop)
+            except SyncStopped:
+                return None
+        if report is None:
+            log.info("feeds: another process is syncing them; this round is left to it")
+            return None
+        for feed in report.feeds:
+            if feed.error:
+                log.warning("feed not synced: %s", feed.error)
+            for failure in feed.failed:
+                log.warning("feed %s: item skipped: %s: %s", feed.url, failure["item"], failure["error"])
+        log.info("feeds synced: %s", report.summary().replace("\n", "; "))
+        return report
+
+    def start(self) -> FeedSyncer:
+        """Sync in a daemon thread (not at all without feeds)."""
+        if self.settings.feeds and self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="feed-sync", daemon=True)
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread (at server shutdown); a sync in progress stops before it writes."""
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        every = self.settings.feed_every
+        next_start = time.monotonic()
+        while not self._stop.wait(max(0.0, next_start - time.monotonic())):
+            next_start = time.monotonic() + every
+            try:
+                self.sync_once()
+            except Exception:  # noqa: BLE001 (a failed sync must not stop the server; the next one tries again)
+                log.exception("feed sync failed; the index is unchanged, the next sync tries again")
 
 
 def load_pipeline(settings: Settings, sync: bool = False, progress: bool = False) -> Pipeline:

@@ -85,9 +85,22 @@ class Settings(BaseSettings):
     fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
     today: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="The date questions' relative times "
                        "(\"cette semaine\", \"last month\") are read against, YYYY-MM-DD; empty = today's date")
-    duplicate_threshold: float = Field(0.6, ge=0, le=1, description="MinHash Jaccard of word 5-grams from which "
-                                       "an article is a copy of an indexed story (wire copies; README \"Wire copies\")")
+    duplicate_threshold: float = Field(0.3, ge=0.05, le=1.01, description="MinHash Jaccard of word 3-grams from "
+                                       "which an article is a copy of an indexed story (wire copies; README \"Wire "
+                                       "copies\"); above 1 none is")
     # Feeds (rag index --feed, rag sync, served when RAG_FEEDS is set): README "Feeds".
+    feeds: Annotated[list[str], NoDecode] = Field([], description="RSS or Atom feed URLs, comma-separated: `rag "
+                                                  "sync` reads them, and a server syncs them in the background")
+    feed_every: float = Field(900.0, description="How often a server syncs the feeds: 30s, 15m, 1h (or seconds)")
+    feed_drop_removed: bool = Field(False, description="Delete an article when its item leaves its feed (default: "
+                                    "kept, as feeds list only the latest items)")
+    fetch_allow: Annotated[list[str], NoDecode] = Field(
+        [], description="Non-public hosts feeds may be fetched from, comma-separated: host names, host:port, IP "
+        "addresses, CIDR ranges (private, loopback, link-local… addresses are refused otherwise)")
+    fetch_interval: float = Field(1.0, ge=0, le=3600, description="Seconds between two requests to one host")
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest feed or page fetched (bytes)")
+    fetch_timeout: float = Field(10.0, gt=0, le=600, description="Seconds to wait to connect and for the next bytes")
+    fetch_retries: int = Field(2, ge=0, le=10, description="Retries on failed connections, 429 and 5xx")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     follow_interval: float = Field(0.25, ge=0, le=3600, description="Seconds between a server's checks of the "
@@ -151,6 +164,35 @@ class Settings(BaseSettings):
             self.openai_base_url = os.environ.get("OPENAI_BASE_URL") or (
                 "https://api.openai.com/v1" if self.openai_api_key.get_secret_value() else "")
         return self
+
+    @field_validator("feeds", "fetch_allow", mode="before")
+    @classmethod
+    def _split_list(cls, value, info):
+        """Comma-separated text (or a JSON list); the allow-list's entries are checked here."""
+        if isinstance(value, str):
+            value = (json.loads(value) if value.lstrip().startswith("[")
+                     else [v.strip() for v in value.split(",") if v.strip()])
+        if info.field_name == "fetch_allow":
+            from common.errors import InputError
+            from index.fetch import AllowList
+
+            try:
+                AllowList(value)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("feed_every", mode="before")
+    @classmethod
+    def _schedule(cls, value):
+        """30s, 15m, 1h, or a number of seconds."""
+        from common.errors import InputError
+        from index.feeds import parse_every
+
+        try:
+            return parse_every(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=1)

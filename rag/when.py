@@ -41,8 +41,9 @@ _DAYS = re.compile(r"\b(?:(?:ces|les) (\d{1,3}) derniers jours|(?:the )?(?:past|
 _SINCE = re.compile(rf"\b(?:depuis|since|from)\s+(?:le mois de\s+|(?:the )?month of\s+)?(?:(?:debut|fin)\s+)?"
                     rf"(?:({_MONTH})(?:\s+({_YEAR}))?|({_YEAR}))\b")
 _BEFORE = re.compile(rf"\b(?:avant|before|until|jusqu'en|jusqu’en)\s+(?:({_MONTH})(?:\s+({_YEAR}))?|({_YEAR}))\b")
-_MONTH_IN = re.compile(rf"\b(?:en|in|au mois de|during|durant|pendant|de|of)\s+({_MONTH})(?:\s+({_YEAR}))?\b"
-                       rf"|\b({_MONTH})\s+({_YEAR})\b")
+_WEEK_OF = r"(?:(?:the )?week of\s+|la semaine du\s+)?(?:\d{1,2}(?:er)?\s+)?"  # "the week of 20 May": its month
+_MONTH_IN = re.compile(rf"\b(?:en|in|au mois de|during|durant|pendant|de|of|le|on)\s+{_WEEK_OF}({_MONTH})"
+                       rf"(?:\s+({_YEAR}))?\b|\b{_WEEK_OF}({_MONTH})\s+({_YEAR})\b")
 _YEAR_IN = re.compile(rf"\b(?:en|in|during|durant|pendant|au cours de l'annee|au cours de l’annee)\s+({_YEAR})\b")
 
 
@@ -55,6 +56,7 @@ class TimeScope:
     date_to: str = ""
     latest: bool = False
     words: str = ""
+    strict: bool = False  # a period that can only be of publication ("this week", "since June"), not of an event
 
     @property
     def period(self) -> bool:
@@ -74,15 +76,16 @@ def time_scope(question: str, now: dt.date) -> TimeScope:
         found = re.search(pattern, text)
         if found:
             start, end = _relative(name, now)
-            return TimeScope(start.isoformat(), end.isoformat(), False, found.group(0))
+            return TimeScope(start.isoformat(), end.isoformat(), False, found.group(0), strict=True)
     found = _DAYS.search(text)
     if found:
         days = int(found.group(1) or found.group(2))
-        return TimeScope((now - dt.timedelta(days=days)).isoformat(), now.isoformat(), False, found.group(0))
+        return TimeScope((now - dt.timedelta(days=days)).isoformat(), now.isoformat(), False, found.group(0),
+                         strict=True)
     found = _SINCE.search(text)
     if found:
         start, _ = _month_or_year(found.group(1), found.group(2), found.group(3), now)
-        return TimeScope(start.isoformat(), "", True, found.group(0))
+        return TimeScope(start.isoformat(), "", True, found.group(0), strict=True)
     found = _BEFORE.search(text)
     if found:
         start, _ = _month_or_year(found.group(1), found.group(2), found.group(3), now)
@@ -98,6 +101,13 @@ def time_scope(question: str, now: dt.date) -> TimeScope:
         return TimeScope(start.isoformat(), end.isoformat(), False, found.group(0))
     found = _LATEST.search(text)
     return TimeScope(latest=True, words=found.group(0)) if found else TimeScope()
+
+
+def without_time_words(question: str, scope: TimeScope, terms: list[str]) -> list[str]:
+    """``terms`` (names and numbers of the question) less those of the words that named its period:
+    "2024" in "en 2024" is when the articles were published, not a word they must hold."""
+    said = set(re.findall(r"\w+", scope.words)) if scope.period else set()
+    return [t for t in terms if fold(t) not in said]
 
 
 def _relative(name: str, now: dt.date) -> tuple[dt.date, dt.date]:

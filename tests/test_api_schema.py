@@ -68,7 +68,7 @@ def _impossible_date(body) -> bool:
     if not isinstance(body, dict):
         return False
     for key, value in body.items():
-        if key in ("date", "date_from", "date_to") and isinstance(value, str):
+        if key in ("date", "date_from", "date_to", "updated") and isinstance(value, str):
             try:
                 iso_date(value, key)
             except InputError:

@@ -138,7 +138,8 @@ def test_filters_restrict_search(env):
     from rag.retriever import Filters, Retrieval, RetrievalConfig
 
     store, emb, chunker = env
-    data, _ = update_index(store, emb, chunker, [article(1), article(2), article(3)])
+    data, _ = update_index(store, emb, chunker, [article(1), article(2), article(3)],
+                           duplicate_threshold=1.1)  # templated texts: copies of each other otherwise
     retrieval = Retrieval(data, emb, RetrievalConfig(mode="dense"))
     question = "phrase sur le thème numéro 2"
     q = retrieval.embed(question)

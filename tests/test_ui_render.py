@@ -332,3 +332,27 @@ def test_metrics_show_their_pass_marks_why_the_item_failed_and_where_the_evidenc
     rank = round(1 / result["metrics"]["mrr"]) if result["metrics"]["mrr"] else None
     assert (f"passage {rank} of the" in shown) if rank else "in none of the" in shown
     room.evalset.update(item.id, expected_answer=item.expected_answer)
+
+
+def test_a_source_shows_its_outlet_and_the_outlets_that_published_the_same_story():
+    c = {**citation(1, "Le bilan s’élève à sept morts.", [(0, 30)], url="https://a.example/x"), "source": "APE <i>",
+         "copies": [{"article_id": "b", "title": "T", "source": "Midi Matin", "date": "2024-10-18",
+                     "url": "https://b.example/y"}, {"article_id": "c", "title": "T", "source": "", "date": "",
+                                                      "url": "javascript:alert(1)"}]}
+    html = sources_html(answer("Le bilan s’élève à sept morts. [1]", [c]), "a1", "fr")
+    assert '<span class="outlet">APE &lt;i&gt;</span>' in html
+    assert "Aussi publié par" in html and ">Midi Matin 2024-10-18</a>" in html
+    assert "javascript:" not in html and ", c</div>" in html, "a copy without a web URL is named, not linked"
+    assert "Also published by" in sources_html(answer("x [1]", [c]), "a1", "en")
+
+
+def test_the_chat_filters_check_their_dates():
+    from ui.chat import chat_filters
+
+    assert chat_filters("", " ", []) is None
+    f = chat_filters("2025-01-01", "2025-06-30", ["Le Monde"])
+    assert (f.date_from, f.date_to, f.sources) == ("2025-01-01", "2025-06-30", ("Le Monde",))
+    with pytest.raises(InputError, match="does not exist"):
+        chat_filters("2025-02-30", "", [])
+    with pytest.raises(InputError, match="after the end date"):
+        chat_filters("2025-07-01", "2025-06-01", [])

@@ -27,7 +27,8 @@ LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contai
 FOLLOW_MARGIN = 0.02  # a further sentence must score within this of the best one
 REDUNDANT = 0.93  # cosine above which two sentences say the same thing
 LANGUAGE_MARGIN = 0.05
-LATEST_MARGIN = 0.06  # "the latest": a newer article's sentence leads when it scores within this of the best
+LATEST_MARGIN = 0.1  # "the latest" (or a period): a newer article's sentence leads within this of the best
+RECENT_MARGIN = 0.0  # any other question: the same, within this
 TYPE_MARGIN = 0.05  # a sentence of the asked type (amount, date) must score within this of the best
 
 
@@ -59,12 +60,12 @@ class ExtractiveBackend:
         candidates = self.candidates(request)
         if not candidates:
             return Generation("", abstained=True, model=self.embedder.name, notes=["no sentence in the passages"])
-        candidates, note = answer_type_filter(request.question, candidates)
+        margin = LATEST_MARGIN if request.latest else RECENT_MARGIN
+        candidates, note = answer_type_filter(request.question, candidates, max(TYPE_MARGIN, margin))
         if not candidates:
             return Generation("", abstained=True, model=self.embedder.name, notes=[note])
         dates = {n: hit.chunk.date for n, hit in enumerate(request.hits, 1)}
-        if request.latest:
-            candidates = newest_leads(candidates, dates)
+        candidates = newest_leads(candidates, dates, margin)
         chosen = newest_first(self.select(candidates, request.language, request.max_sentences or self.max_sentences),
                               dates)
         highlights: dict[int, list[tuple[int, int]]] = {}
@@ -120,17 +121,20 @@ class ExtractiveBackend:
         return chosen
 
 
-def newest_leads(candidates: list[Candidate], dates: dict[int, str]) -> list[Candidate]:
-    """For a question asking for the latest: the best sentence of the newest article among those within
-    ``LATEST_MARGIN`` of the best sentence leads (an older article's sentence may score higher: it was
-    closer to the question's words, not more current)."""
-    if not candidates:
+def newest_leads(candidates: list[Candidate], dates: dict[int, str], margin: float = LATEST_MARGIN) -> list[Candidate]:
+    """A sentence of the newest article among those scoring within ``margin`` of the best sentence leads, when
+    that best one is older: an older article's sentence may score higher for being closer to the question's
+    words, not for being current. Of the newest article's sentences in the margin, the one that leads is the
+    most relevant plus the most like the best sentence (the same fact, told later: "the ticket now costs
+    2.30" after "the ticket will go up to 2.30"); the older best one follows, as earlier."""
+    if not candidates or margin <= 0:
         return candidates
-    pool = [c for c in candidates if c.score >= candidates[0].score - LATEST_MARGIN and dates.get(c.n)]
-    if not pool:
+    best = candidates[0]
+    pool = [c for c in candidates if c.score >= best.score - margin and dates.get(c.n)]
+    newest = max((dates[c.n] for c in pool), default="")
+    if not newest or dates.get(best.n) == newest:
         return candidates
-    newest = max(dates[c.n] for c in pool)
-    lead = next(c for c in pool if dates[c.n] == newest)
+    lead = max((c for c in pool if dates[c.n] == newest), key=lambda c: c.score + float(c.vector @ best.vector))
     return [replace(lead, lead=True), *(c for c in candidates if c is not lead)]
 
 
@@ -161,7 +165,8 @@ def dated(chosen: list[Candidate], dates: dict[int, str], language: str) -> str:
     return " ".join(parts)
 
 
-def answer_type_filter(question: str, candidates: list[Candidate]) -> tuple[list[Candidate], str]:
+def answer_type_filter(question: str, candidates: list[Candidate],
+                       margin: float = TYPE_MARGIN) -> tuple[list[Candidate], str]:
     """Only sentences of the kind the question asks for: a number for "how much", a date for "when".
 
     The typed sentence must also be about as relevant as the best sentence overall: a number in a
@@ -173,7 +178,7 @@ def answer_type_filter(question: str, candidates: list[Candidate]) -> tuple[list
         kind, test = "a date", has_date
     else:
         return candidates, ""
-    typed = [c for c in candidates if test(c.text) and c.score >= candidates[0].score - TYPE_MARGIN]
+    typed = [c for c in candidates if test(c.text) and c.score >= candidates[0].score - margin]
     return typed, f"the question asks for {kind}; no relevant passage sentence states one"
 
 

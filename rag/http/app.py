@@ -33,7 +33,7 @@ from rag.http.jobs import IngestJobs
 from rag.http.middleware import Edge, error_payload
 from rag.http.schemas import PATTERN_TEXT
 from rag.pipeline import Pipeline
-from rag.service import IndexFollower, load_pipeline
+from rag.service import FeedSyncer, IndexFollower, load_pipeline
 from rag.settings import Settings, get_settings
 from rag.types import MODES
 
@@ -60,9 +60,12 @@ def create_app(load: Callable[[], Pipeline], on_ready: Callable[[], None] | None
         app.state.pipeline = load()
         # Follow what other processes commit to the index folder (the CLI, other replicas).
         app.state.follower = IndexFollower(app.state.pipeline, app.state.settings.follow_interval).start()
+        # Sync RAG_FEEDS into the served index on schedule (nothing without feeds).
+        app.state.feeds = FeedSyncer(app.state.pipeline, app.state.settings).start()
         if on_ready:
             on_ready()
         yield
+        app.state.feeds.stop()
         app.state.follower.stop()
 
     # Swagger UI and ReDoc served from fastapi-offline's files, not a CDN: /docs works with no internet.
