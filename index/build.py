@@ -9,6 +9,7 @@ segment (the cost of a full build, run off the writer lock) once tombstones and 
 ``COMPACT_SHARE`` of the live chunks: ``compaction_due`` says when."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ class UpdateReport:
     chunks_embedded: int = 0
     chunks_total: int = 0
     incremental: bool = False  # written as a new segment beside the existing ones
+    same_url: dict = field(default_factory=dict)  # given id -> the indexed article of the same URL it replaced
     seconds: dict = field(default_factory=dict)
     path: str = ""
 
@@ -52,9 +54,10 @@ class UpdateReport:
 
     def summary(self) -> str:
         """One line for people."""
+        by_url = "".join(f"; {new} has the URL of {old}, which it replaced" for new, old in self.same_url.items())
         return (f"{len(self.added)} added, {len(self.replaced)} replaced, {len(self.unchanged)} unchanged, "
                 f"{len(self.deleted)} deleted; {self.chunks_embedded} chunks embedded, "
-                f"{self.chunks_total} in the index")
+                f"{self.chunks_total} in the index{by_url}")
 
 
 def expected_manifest(embedder: Embedder, chunker: Chunker) -> dict:
@@ -97,6 +100,7 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
     embedder, snapshot = _Prepared(embedder), None
     if articles:
         snapshot = load_or_empty(store, embedder.inner, chunker, rebuild, reuse=reuse, lazy=True)
+        articles, report.same_url = same_url(snapshot, articles, delete)
         embedder.prepare(snapshot, articles, chunker)
     report.seconds["prepare"] = round(time.perf_counter() - started, 3)
     with store.lock():
@@ -108,6 +112,8 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
         held = snapshot if snapshot is not None else reuse
         old = snapshot if unchanged else load_or_empty(store, embedder, chunker, rebuild, reuse=held, lazy=True)
         report.seconds["load"] = round(time.perf_counter() - locked, 3)
+        articles, matched = same_url(old, articles, delete)  # also against what another writer committed since
+        report.same_url.update(matched)
         missing = delete - set(old.article_by_id)
         if missing:
             raise NotFoundError(f"cannot delete unknown article(s) {', '.join(sorted(missing))}; "
@@ -128,6 +134,24 @@ def update_index(store: IndexStore, embedder: Embedder, chunker: Chunker, articl
     report.chunks_total = len(new.chunks)
     report.seconds["total"] = round(time.perf_counter() - started, 3)
     return new, report
+
+
+def same_url(data: IndexData, articles: list[Article], delete: set[str]) -> tuple[list[Article], dict[str, str]]:
+    """The articles, those with a new id but the URL of an indexed article given that article's id: the same
+    URL is the same article, a new version of it (a corrected page, a feed that changed its guids), which
+    replaces it and keeps its history. Returns them and what was matched (given id -> indexed id)."""
+    if not any(a.url.strip() and a.id not in data.article_by_id for a in articles):
+        return articles, {}
+    by_url = {r.url.strip(): r.id for r in data.articles if r.url.strip()}
+    given = {a.id for a in articles}
+    out, matched = [], {}
+    for article in articles:
+        known = by_url.get(article.url.strip()) if article.id not in data.article_by_id else None
+        if known and known not in given and known not in delete:
+            matched[article.id] = known
+            article = dataclasses.replace(article, id=known)
+        out.append(article)
+    return out, matched
 
 
 class _Prepared:

@@ -128,3 +128,18 @@ def test_a_replaced_article_keeps_its_versions_dates_and_its_story(env):
     again = Article(**{**corrected.__dict__, "text": corrected.text + " Mise à jour.", "updated": "2025-03-07"})
     _, report = update_index(store, emb, chunker, [again])
     assert [v["updated"] for v in store.load().article_by_id["tram-original"].history] == ["", "2025-03-05"]
+
+
+def test_an_article_with_the_url_of_an_indexed_one_replaces_it_under_its_id(env):
+    store, emb, chunker = env
+    first = Article("tram-v1", "Tramway : la ligne F retardée", STORY, "2025-03-02", url="https://a.example/tram",
+                    language="fr")
+    update_index(store, emb, chunker, [first, *articles()[5:]])
+    again = Article("tram-v2", first.title, STORY.replace("412 millions", "421 millions"), first.date,
+                    url=" https://a.example/tram ", language="fr", updated="2025-03-04")
+    data, report = update_index(store, emb, chunker, [again])
+    assert report.same_url == {"tram-v2": "tram-v1"} and report.replaced == ["tram-v1"] and not report.added
+    assert "tram-v2 has the URL of tram-v1" in report.summary()
+    record = store.load().article_by_id["tram-v1"]
+    assert "421 millions" in record.text and record.updated == "2025-03-04" and len(record.history) == 1
+    assert "tram-v2" not in data.article_by_id

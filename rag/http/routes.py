@@ -141,4 +141,4 @@ def _ingest_out(pipeline: Pipeline, report) -> dict:
     return {"added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
             "deleted": report.deleted, "chunks_embedded": report.chunks_embedded,
             "chunks_total": report.chunks_total, "articles_total": len(pipeline.data.articles),
-            "seconds": report.seconds}
+            "seconds": report.seconds, "same_url": report.same_url}

@@ -222,6 +222,8 @@ class IngestOut(BaseModel):
     chunks_total: int
     articles_total: int
     seconds: dict[str, float]
+    same_url: dict[str, str] = Field(default_factory=dict, description="Articles sent with a new id but the URL "
+                                     "of an indexed one, which they replaced under its id: sent id -> indexed id")
 
 
 class JobOut(BaseModel):
