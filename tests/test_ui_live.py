@@ -145,6 +145,21 @@ def test_abstention_reads_as_such_and_offers_related_passages(page_in):
     assert "Closest passages" in answer.locator(".related .sources-head").inner_text()
 
 
+def test_the_chat_filters_by_publication_date_and_says_a_wrong_date(page_in):
+    page = page_in("fr-FR")
+    page.locator("#chat-settings").get_by_text("Réglages").first.click()
+    date_from = page.locator("#date-from input, #date-from textarea").first
+    date_from.fill("2025-07-01")  # the bundled article is of 2025-06-24
+    answer = ask(page, QUESTION)
+    assert "abstained" in answer.get_attribute("class"), "no article of the range: nothing to answer from"
+    date_from.fill("2025-02-30")
+    answer = ask(page, QUESTION, nth=1)
+    assert "error" in answer.get_attribute("class") and "does not exist" in answer.inner_text()
+    date_from.fill("2025-06-01")
+    answer = ask(page, QUESTION, nth=2)
+    assert "answered" in answer.get_attribute("class") and "Selon l'article du 24 juin 2025" in answer.inner_text()
+
+
 def test_errors_are_readable_and_the_language_can_be_switched(page_in):
     page = page_in("en-US")
     assert page.inner_text("#title").strip() == "Ask the articles"
