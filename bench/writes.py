@@ -54,9 +54,10 @@ def rss():
 store, emb, chunker = IndexStore(root), FakeEmbedder(384), Chunker()
 text = open(sys.argv[5], encoding="utf-8").read()
 reuse, loaded_mb = None, 0.0
-if mode == "served":  # as a server that has answered questions: analyser and tokenizer loaded
+if mode == "served":  # as a server that has answered questions: analyser and tokenizer loaded (and datasketch)
     from index.lexical import analyze
-    analyze("marché", "fr"), chunker.chunk(Article(id="warm", title="", text="Une phrase."))
+    from rag.service import warm_writer
+    analyze("marché", "fr"), chunker.chunk(Article(id="warm", title="", text="Une phrase.")), warm_writer()
     reuse = store.load()
     reuse.vectors, reuse.faiss, [s.lexical for s in reuse.segments]  # noqa (as served: everything read)
     loaded_mb = rss()

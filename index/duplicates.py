@@ -13,6 +13,7 @@ README "Wire copies").
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -89,17 +90,13 @@ def find_stories(incoming: list[Incoming], neighbours: Callable[[np.ndarray], It
     article's ``(story_id, minhash)`` (or None: deleted or replaced in this write). Articles of the batch
     are taken oldest first, so the first published version names the story.
     """
-    from datasketch import MinHashLSH
-
-    # The LSH only proposes candidates, at a lower threshold so that a pair just above ``threshold`` is
-    # not missed by chance (at the threshold itself it would be, one time in three or so); each is checked.
-    lsh = MinHashLSH(threshold=max(threshold * LSH_SHARE, 0.05), num_perm=NUM_PERM)
+    lsh = _lsh(threshold) if len(incoming) > 1 else None  # one article: nothing of the write to compare with
     found: dict[str, tuple[str, str]] = {}
     signatures: dict[str, object] = {}
     for item in sorted(incoming, key=lambda a: (a.date or "9999", a.id)):
         m = signature(item.text)
         candidates: dict[str, tuple[str, object]] = {}
-        for other in lsh.query(m):
+        for other in lsh.query(m) if lsh is not None else ():
             candidates[other] = (found[other][0] or other, signatures[other])
         if item.vector is not None:
             for other in neighbours(item.vector):
@@ -110,5 +107,24 @@ def find_stories(incoming: list[Incoming], neighbours: Callable[[np.ndarray], It
         story = best[1] if best[0] >= threshold and best[1] != item.id else ""
         found[item.id] = (story, encode(m))
         signatures[item.id] = m
-        lsh.insert(item.id, m)
+        if lsh is not None:
+            lsh.insert(item.id, m)
     return found
+
+
+def _lsh(threshold: float):
+    """An empty MinHash LSH proposing pairs from ``LSH_SHARE`` of ``threshold``: at a lower threshold, so that
+    a pair just above ``threshold`` is not missed by chance (at the threshold itself it would be, one time in
+    three or so); each proposal is then checked."""
+    from datasketch import MinHashLSH
+
+    return MinHashLSH(num_perm=NUM_PERM, params=_bands(round(max(threshold * LSH_SHARE, 0.05), 4)))
+
+
+@functools.lru_cache(maxsize=8)
+def _bands(threshold: float) -> tuple[int, int]:
+    """datasketch's bands and rows for a threshold (an integration it would redo for every write)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    return lsh.b, lsh.r

@@ -6,7 +6,7 @@ import logging
 import gradio as gr
 
 from rag.http.app import create_app
-from rag.service import load_pipeline
+from rag.service import load_pipeline, warm_writer
 from rag.settings import Settings
 from ui.app import build_ui, mount_options
 
@@ -24,6 +24,7 @@ def create_server_app(settings: Settings, sync: bool = True, on_ready=None, load
 def _loaded(settings: Settings, sync: bool):
     pipeline = load_pipeline(settings, sync=sync, progress=True)
     pipeline.warm_up()
+    warm_writer()
     return pipeline
 
 

@@ -254,6 +254,12 @@ class FeedSyncer:
                 log.exception("feed sync failed; the index is unchanged, the next sync tries again")
 
 
+def warm_writer() -> None:
+    """Import what a write needs beyond answering (datasketch and scipy, about 1 s), so that a server's first
+    POST /articles or feed sync does not wait for it."""
+    import datasketch  # noqa: F401
+
+
 def load_pipeline(settings: Settings, sync: bool = False, progress: bool = False) -> Pipeline:
     """A ready pipeline. With ``sync`` (or no index yet) the corpus folders are indexed first."""
     embedder = make_embedder(settings, progress=progress)

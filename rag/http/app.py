@@ -33,7 +33,7 @@ from rag.http.jobs import IngestJobs
 from rag.http.middleware import Edge, error_payload
 from rag.http.schemas import PATTERN_TEXT
 from rag.pipeline import Pipeline
-from rag.service import FeedSyncer, IndexFollower, load_pipeline
+from rag.service import FeedSyncer, IndexFollower, load_pipeline, warm_writer
 from rag.settings import Settings, get_settings
 from rag.types import MODES
 
@@ -107,6 +107,7 @@ def create_default_app() -> FastAPI:
     def load() -> Pipeline:
         pipeline = load_pipeline(get_settings())
         pipeline.warm_up()  # each of `uvicorn --workers N` answers its first question as fast as its next
+        warm_writer()
         return pipeline
 
     return create_app(load)
