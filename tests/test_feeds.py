@@ -28,6 +28,7 @@ from index.feeds import STATE_FILE, StoreWriter, item_id, load_state, parse_ever
 from index.fetch import AllowList, Fetcher
 from index.lexical import SegmentedLexical
 from index.store import IndexStore
+from index.types import Article
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("conseil municipal budget tramway élection maire vote région hôpital grève cheminots salaire entreprise "
@@ -241,6 +242,21 @@ def test_a_second_sync_with_nothing_changed_gets_304s_and_writes_no_version(site
     assert (feed.fetched, feed.not_modified, feed.new, feed.changed) == (0, 51, [], [])
     assert site.page_bodies() == bodies and site.statuses[304] == 51, "every page revalidated, none sent again"
     assert report.update is None and store.current_path() == version and embedder.calls == embedded
+
+
+def test_an_item_with_the_url_of_an_indexed_article_replaces_it_and_is_not_fetched_again(site, env):
+    store, writer, _ = env
+    link = site.url("/articles/3.html")
+    writer.write([Article("from-a-file", "Ancienne version", "Un texte plus ancien de l'article trois.",
+                          "2025-03-01", url=link, language="fr")], [])
+    report = sync(env, [site.url("/feed.xml")])
+    assert report.update.same_url == {gazette_id(site, 3): "from-a-file"}
+    data = store.load()
+    assert gazette_id(site, 3) not in data.article_by_id and "plus ancien" not in data.article_by_id["from-a-file"].text
+    assert len(data.article_by_id["from-a-file"].history) == 1
+    version, bodies = store.current_path(), site.page_bodies()
+    report = sync(env, [site.url("/feed.xml")])
+    assert report.update is None and store.current_path() == version and site.page_bodies() == bodies
 
 
 def test_a_changed_page_replaces_its_article_and_only_its_chunks_are_embedded(site, env):

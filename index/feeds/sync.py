@@ -163,6 +163,7 @@ def sync_feeds(root: str | Path, urls: Iterable[str], fetcher: Fetcher, writer: 
         run.check_stop()
         update = writer.write(list(run.articles.values()), delete) if run.articles or delete else None
         run.credit(reports, pending, update, delete)
+        _note_same_url(pending, getattr(update, "same_url", None) or {})
         for feed_state in pending.values():
             feed_state["kept"] = [] if drop_removed else feed_state["kept"]
         save_state(root, {**state, "feeds": {**state["feeds"], **pending}})  # only now: the index write committed
@@ -213,8 +214,8 @@ class _Sync:
         for item in feed.items:
             self.check_stop()
             items[item.key] = self.entry_item(item, old_items.get(item.key), url, source, report)
-        report.removed = [s["id"] for key, s in old_items.items() if key not in items]
-        listed = {s["id"] for s in items.values()}
+        report.removed = [_indexed_id(s) for key, s in old_items.items() if key not in items]
+        listed = {_indexed_id(s) for s in items.values()}
         kept = [i for i in dict.fromkeys([*saved.get("kept", []), *report.removed]) if i not in listed]
         return {"title": feed.title, "language": feed.language, "etag": page.etag,
                 "last_modified": page.last_modified, "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -222,7 +223,7 @@ class _Sync:
 
     def _known(self, saved: dict) -> bool:
         """True when the item's text was indexed and is still there."""
-        return bool(saved.get("text")) and saved.get("id") in self.indexed
+        return bool(saved.get("text")) and _indexed_id(saved) in self.indexed
 
     def entry_item(self, item: Item, old: dict | None, feed_url: str, source: str, report: FeedReport) -> dict:
         """The item's new state; its article, when it is new or changed, joins the write."""
@@ -302,14 +303,31 @@ class _Sync:
         if update is None:
             return
         by_url = {r.url: r for r in reports}
+        item_of = {indexed: item for item, indexed in (getattr(update, "same_url", None) or {}).items()}
+        origin = {**self.origin, **{indexed: self.origin[item] for indexed, item in item_of.items()}}
         for ids, kind in ((update.added, "new"), (update.replaced, "changed")):
             for article_id in ids:
-                getattr(by_url[self.origin[article_id]], kind).append(article_id)
+                getattr(by_url[origin[article_id]], kind).append(article_id)
         for article_id in update.unchanged:
-            by_url[self.origin[article_id]].unchanged += 1
+            by_url[origin[article_id]].unchanged += 1
         gone = set(delete)
         for url, feed_state in pending.items():
             by_url[url].dropped = [i for i in feed_state["kept"] if i in gone]
+
+
+def _indexed_id(saved: dict) -> str:
+    """The id an item's article has in the index: its own, or that of the indexed article of the same URL it
+    replaced (``UpdateReport.same_url``)."""
+    return saved.get("indexed_as") or saved["id"]
+
+
+def _note_same_url(pending: dict, same_url: dict[str, str]) -> None:
+    """Record on each item whose article took an indexed article's id (same URL) which id that is, so the
+    next sync finds it indexed (and does not fetch it again for want of its own id)."""
+    for feed_state in pending.values() if same_url else ():
+        for saved in feed_state.get("items", {}).values():
+            if saved.get("id") in same_url:
+                saved["indexed_as"] = same_url[saved["id"]]
 
 
 def _validators(page: Page | None) -> dict:
