@@ -15,9 +15,11 @@ segments are merged the analysis of every chunk is reused and only the matrix is
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import numpy as np
 
 from common.errors import IndexMismatchError
 from common.text import LETTERS, STEMMERS, bm25_stop_words, detect_language, fold, stemmer
-from index.types import Chunk
+from index.types import Chunk, analysis_key
 
 log = logging.getLogger("index")
 FILENAME = "lexical.npz"
@@ -54,7 +56,7 @@ def document_text(chunk: Chunk) -> str:
 
 def _key(chunk: Chunk) -> str:
     """What the analysis of a chunk depends on; equal keys reuse the stored terms."""
-    return f"{chunk.id}\x1f{chunk.language}\x1f{chunk.title}\x1f{chunk.heading}"
+    return analysis_key(chunk.id, chunk.language, chunk.title, chunk.heading)
 
 
 class LexicalIndex:
@@ -62,13 +64,14 @@ class LexicalIndex:
 
     def __init__(self, keys: list[str], vocab: list[str], doc_ids: list[np.ndarray], language: str,
                  stats: LexicalStats | None = None):
-        self.keys, self.vocab, self.doc_ids, self.language = keys, vocab, doc_ids, language
+        self._keys, self.vocab, self.doc_ids, self.language = keys, vocab, doc_ids, language
+        self.keys_sha1 = ""
         self.term_id = {term: i for i, term in enumerate(vocab)}
         self._bm25 = _bm25_with(vocab, doc_ids, stats or LexicalStats(0, 0, {}))
         self._stats: LexicalStats | None = None
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.doc_ids)
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], reuse: Iterable[LexicalIndex] = (),
@@ -99,7 +102,7 @@ class LexicalIndex:
     def stats(self) -> LexicalStats:
         """This index's document count, total length and document frequencies, for ``build(stats=...)``."""
         if self._stats is None:
-            lengths = int(sum(len(d) for d in self.doc_ids))
+            lengths = int(_lengths(self.doc_ids).sum())
             self._stats = LexicalStats(len(self.doc_ids), lengths, _DocFreq(self.term_id, self._bm25.arrays["indptr"]))
         return self._stats
 
@@ -107,8 +110,8 @@ class LexicalIndex:
         """BM25 score of every chunk for ``question`` (zero where no term matches)."""
         language = language or detect_language(question, default=self.language)
         ids = sorted({self.term_id[t] for t in analyze(question, language) if t in self.term_id})
-        if not ids or not len(self.keys):
-            return np.zeros(len(self.keys), dtype=np.float32)
+        if not ids or not len(self):
+            return np.zeros(len(self), dtype=np.float32)
         return self._bm25.get_scores_from_ids(ids)
 
     def search(self, question: str, k: int, allowed: np.ndarray | None = None,
@@ -118,48 +121,63 @@ class LexicalIndex:
 
     def to_bytes(self) -> bytes:
         """The index as the bytes of ``lexical.npz``."""
-        lengths = np.array([len(d) for d in self.doc_ids], dtype=np.int64)
+        lengths = _lengths(self.doc_ids)
         meta = {"version": ANALYZER_VERSION, "k1": K1, "b": B, "method": METHOD, "language": self.language,
-                "keys": self.keys, "vocab": self.vocab}
+                "vocab": self.vocab, "keys_sha1": _keys_sha1(self.keys)}
         buffer = io.BytesIO()
-        flat = np.concatenate(self.doc_ids) if self.doc_ids else np.zeros(0, dtype=np.int32)
-        np.savez(buffer, meta=np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), dtype=np.uint8),
-                 terms=flat.astype(np.int32), lengths=lengths, **self._bm25.scores_arrays())
+        flat = (self.doc_ids.terms if isinstance(self.doc_ids, _Documents) else np.concatenate(self.doc_ids)
+                if len(self.doc_ids) else np.zeros(0, dtype=np.int32))
+        np.savez(buffer, meta=_utf8(meta), keys=_utf8(self.keys), terms=flat.astype(np.int32), lengths=lengths,
+                 **self._bm25.scores_arrays())
         return buffer.getvalue()
 
     @classmethod
     def from_file(cls, path: Path) -> LexicalIndex:
-        """The index saved at ``path``; IndexMismatchError if it was made by another analyser version."""
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes().decode())
-            if ((meta.get("version"), meta.get("k1"), meta.get("b"), meta.get("method"))
-                    != (ANALYZER_VERSION, K1, B, METHOD)):
-                raise IndexMismatchError(f"{path} was made with other lexical settings; "
-                                         "rebuild it with `rag index --rebuild corpus/`")
-            offsets = np.concatenate([[0], np.cumsum(npz["lengths"])])
-            terms = npz["terms"]
-            doc_ids = [terms[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
-            arrays = {name: npz[name] for name in ("data", "indices", "indptr")}
+        """The index saved at ``path``; IndexMismatchError if it was made by another analyser version.
+
+        Its arrays are memory-mapped (``_members``): a search reads the columns of its terms only, so the
+        memory a large index takes grows with what questions touch, not with its size; the chunks' keys
+        are parsed when first needed (a write that reuses the analysis)."""
+        arrays = _members(path)
+        meta = json.loads(arrays["meta"].tobytes().decode())
+        if ((meta.get("version"), meta.get("k1"), meta.get("b"), meta.get("method"))
+                != (ANALYZER_VERSION, K1, B, METHOD)):
+            raise IndexMismatchError(f"{path} was made with other lexical settings; "
+                                     "rebuild it with `rag index --rebuild corpus/`")
         index = cls.__new__(cls)
-        index.keys, index.vocab, index.doc_ids, index.language = meta["keys"], meta["vocab"], doc_ids, meta["language"]
+        index._keys, index.vocab, index.language = meta.get("keys"), meta["vocab"], meta["language"]
+        index._keys_member = arrays.get("keys")
+        index.keys_sha1 = meta.get("keys_sha1", "")
+        index.doc_ids = _Documents(arrays["terms"], arrays["lengths"])
         index.term_id = {term: i for i, term in enumerate(index.vocab)}
-        index._bm25 = _BM25(arrays, len(doc_ids))
+        index._bm25 = _BM25({name: arrays[name] for name in ("data", "indices", "indptr")}, len(index.doc_ids))
         index._stats = None
         return index
+
+    @property
+    def keys(self) -> list[str]:
+        """Each chunk's analysis key (``index.types.analysis_key``), in order."""
+        if self._keys is None:
+            self._keys = json.loads(self._keys_member.tobytes().decode())
+        return self._keys
 
     @staticmethod
     def stats_from_file(path: Path) -> LexicalStats:
         """The ``stats`` of the index saved at ``path``, without reading its documents (what a write that
         adds a segment beside it needs)."""
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].tobytes().decode())
-            lengths, indptr = npz["lengths"], npz["indptr"]
+        arrays = _members(path)
+        meta, lengths, indptr = json.loads(arrays["meta"].tobytes().decode()), arrays["lengths"], arrays["indptr"]
         return LexicalStats(len(lengths), int(lengths.sum()),
                             _DocFreq({t: i for i, t in enumerate(meta["vocab"])}, indptr))
 
     def matches(self, chunks: Sequence[Chunk]) -> bool:
         """True when this index was built for exactly these chunks, in this order."""
-        return len(chunks) == len(self.keys) and all(_key(c) == k for c, k in zip(chunks, self.keys))
+        if len(chunks) != len(self):
+            return False
+        digest = getattr(chunks, "key_digest", None)  # a ChunkTable: its keys' digest, no chunk parsed
+        if digest is not None:
+            return digest == (self.keys_sha1 or _keys_sha1(self.keys))
+        return all(_key(c) == k for c, k in zip(chunks, self.keys))
 
 
 def _compact(vocab: list[str], doc_ids: list[np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
@@ -171,6 +189,67 @@ def _compact(vocab: list[str], doc_ids: list[np.ndarray]) -> tuple[list[str], li
     remap = np.full(len(vocab), -1, dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     return [vocab[i] for i in used], [remap[d] for d in doc_ids]
+
+
+def _keys_sha1(keys: list[str]) -> str:
+    """The digest ``index.table.ChunkTable.key_digest`` computes for the same keys."""
+    digest = hashlib.sha1()
+    for key in keys:
+        digest.update(key.encode() + b"\x1e")
+    return digest.hexdigest()
+
+
+def _lengths(doc_ids) -> np.ndarray:
+    if isinstance(doc_ids, _Documents):
+        return np.asarray(doc_ids.lengths, dtype=np.int64)
+    return np.array([len(d) for d in doc_ids], dtype=np.int64)
+
+
+def _utf8(value) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode(), dtype=np.uint8)
+
+
+class _Documents(Sequence):
+    """Each document's term ids: views into one flat array (a list of a million small arrays costs ~100 MB)."""
+
+    def __init__(self, terms: np.ndarray, lengths: np.ndarray):
+        self.terms, self.lengths = terms, lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.terms[self.offsets[i]:self.offsets[i + 1]]
+
+
+def _members(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` written by ``np.savez`` (stored, not compressed), memory-mapped read-only
+    where the member's bytes lie whole in the file (else read into memory)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)  # the local file header: its name and extra field lengths are at 26 and 28
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(
+                local[28:30], "little")
+            fh.seek(start)
+            header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(fh) == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = header(fh)
+            if dtype.hasobject:
+                raise IndexMismatchError(f"{path} holds Python objects; rebuild it with `rag index --rebuild corpus/`")
+            count = int(np.prod(shape))
+            arrays[name] = (np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                                      order="F" if fortran else "C") if count else np.zeros(shape, dtype=dtype))
+    return arrays
 
 
 class _BM25:

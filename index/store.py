@@ -19,11 +19,11 @@ they still load, as one segment, and the next write rewrites them as a segment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from index.segment import (
     tune_ef_search,
     verify_checksums,
 )
+from index.table import LineFile, LiveChunks
 from index.types import Article, Chunk
 
 __all__ = ["FORMAT", "EXACT_MAX", "HNSW_EF_SEARCH", "EF_SEARCH_CHOICES", "RECALL_TARGET", "ArticleRecord",
@@ -52,10 +53,11 @@ __all__ = ["FORMAT", "EXACT_MAX", "HNSW_EF_SEARCH", "EF_SEARCH_CHOICES", "RECALL
            "tune_ef_search", "check_manifest"]
 
 FORMAT = 1
+MASKED_BATCH = 65_536  # rows gathered at a time by a filtered search
 SEGMENTS = "segments"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ArticleRecord:
     """An indexed article: its metadata, text and content hash."""
 
@@ -73,6 +75,7 @@ class ArticleRecord:
     history: tuple = ()  # earlier versions, oldest first: {"date", "updated", "content_hash", "replaced_at"}
     story: str = ""  # the article this one is a copy of (wire copies, index/duplicates.py); "" when none
     minhash: str = ""  # MinHash signature of the text (index/duplicates.py), base64
+    ON_DISK = ("text", "minhash")  # what a record read from a segment leaves there (``StoredArticle``)
 
     def __post_init__(self):
         object.__setattr__(self, "history", tuple(self.history))  # a list when read back from JSON
@@ -93,6 +96,49 @@ class ArticleRecord:
         version = {"date": self.date, "updated": self.updated, "content_hash": self.content_hash,
                    "replaced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         return ArticleRecord.of(article, n_chunks, history=(*self.history, version), **extra)
+
+    @staticmethod
+    def stored(fields: dict, lines: LineFile, row: int) -> StoredArticle:
+        """The record of a segment's line ``row`` whose ``fields`` were read without ``StoredArticle.ON_DISK``."""
+        return StoredArticle.at(fields, lines, row)
+
+
+class StoredArticle(ArticleRecord):
+    """An ``ArticleRecord`` read from a segment: its text and signature stay in the segment's file and are
+    read from their line when asked for (``index.table``); everything else is in memory. Built with its
+    fields (``dataclasses.replace``, ``StoredArticle(**fields)``) it holds them all, like its base."""
+
+    def __eq__(self, other):
+        if not isinstance(other, ArticleRecord):
+            return NotImplemented
+        return dataclasses.astuple(self) == dataclasses.astuple(other)
+
+    def __hash__(self):
+        return hash(dataclasses.astuple(self))
+
+    @classmethod
+    def at(cls, fields: dict, lines: LineFile, row: int) -> StoredArticle:
+        record = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(record, name, value)
+        object.__setattr__(record, "_line", (lines, row))
+        record.__post_init__()
+        return record
+
+    def _field(self, name: str) -> str:
+        held = self.__dict__.get("_" + name)
+        if held is not None:
+            return held
+        lines, row = self.__dict__["_line"]
+        return lines.row(row).get(name, "")
+
+    def _hold(name: str):  # noqa: N805 (a property factory used in the class body)
+        return property(lambda self: self._field(name),
+                        lambda self, value: self.__dict__.__setitem__("_" + name, value))
+
+    text = _hold("text")
+    minhash = _hold("minhash")
+    del _hold
 
 
 class IndexData:
@@ -125,7 +171,7 @@ class IndexData:
         self.articles = [a for s in segments for a in s.articles if a.id not in self.dead[s.name]]
         self.article_by_id = {a.id: a for a in self.articles}
         self.segment_of = {a.id: s.name for s in segments for a in s.articles if a.id not in self.dead[s.name]}
-        self.chunks = [c for s, live in zip(segments, self.live_masks) for c, keep in zip(s.chunks, live) if keep]
+        self.chunks = LiveChunks([s.chunks for s in segments], self.live_masks)
         self._offsets = np.cumsum([0] + [int(m.sum()) for m in self.live_masks])
         self._dead_ids = [np.flatnonzero(~m).astype(np.int64) for m in self.live_masks]
         self._selectors = [_skip(ids) for ids in self._dead_ids]
@@ -283,7 +329,8 @@ def _masked_search(vectors, query: np.ndarray, k: int, allowed: np.ndarray) -> l
     positions = np.flatnonzero(allowed)
     if not len(positions):
         return []
-    scores = vectors[positions] @ query
+    scores = np.concatenate([vectors[positions[start:start + MASKED_BATCH]] @ query  # bounded memory
+                             for start in range(0, len(positions), MASKED_BATCH)])
     top = np.argsort(-scores, kind="stable")[:k]
     return [(int(positions[i]), float(scores[i])) for i in top]
 

@@ -49,6 +49,11 @@ class Chunk:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def analysis_key(chunk_id: str, language: str, title: str, heading: str) -> str:
+    """What a chunk's lexical analysis depends on: equal keys reuse its stored terms (``index.lexical``)."""
+    return f"{chunk_id}\x1f{language}\x1f{title}\x1f{heading}"
+
+
 def chunk_id(article_id: str, text: str, occurrence: int = 0) -> str:
     """Stable id from the article id and content, so labels and citations survive re-indexing.
 

@@ -49,13 +49,16 @@ class Filters:
             wanted = {fold(s).strip() for s in self.sources}
             by_source = {a.id for a in data.articles if fold(a.source).strip() in wanted}
             ids = ids & by_source if ids else by_source or {""}
-        return np.fromiter(
-            ((not ids or c.article_id in ids) and c.article_id not in excluded
-             and (not self.date_from or (c.date and c.date >= self.date_from[:10]))
-             and (not self.date_to or (c.date and c.date[:10] <= self.date_to[:10]))
-             and (not self.language or c.language == self.language) for c in data.chunks),
-            dtype=bool, count=len(data.chunks),
-        )
+        chunks, allowed = data.chunks, np.ones(len(data.chunks), dtype=bool)
+        if ids or excluded:
+            allowed &= chunks.column("article_id").where(lambda a: (not ids or a in ids) and a not in excluded)
+        if self.date_from or self.date_to:
+            allowed &= chunks.column("date").where(
+                lambda d: bool(d) and (not self.date_from or d >= self.date_from[:10])
+                and (not self.date_to or d[:10] <= self.date_to[:10]))
+        if self.language:
+            allowed &= chunks.column("language").where(lambda language: language == self.language)
+        return allowed
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class Retrieval:
     @functools.cached_property
     def position(self) -> dict[str, int]:
         """Chunk id -> position in the index."""
-        return {c.id: i for i, c in enumerate(self.data.chunks)}
+        return {chunk_id: i for i, chunk_id in enumerate(self.data.chunks.ids)}
 
     def cosines(self, positions, vector: np.ndarray) -> np.ndarray:
         """Exact dense cosines of chunk positions with the question vector."""

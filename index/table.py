@@ -1,0 +1,231 @@
+"""Chunks and articles of a segment with their text left on disk: what a large archive holds in memory.
+
+Parsed into Python objects, a chunk costs about 2 KB of memory and an article more, so an archive of a
+million chunks held ~5 GB of text that a question reads a few passages of. A table read from a segment's
+JSON Lines file keeps, per row, where its line starts and the few columns that every search or filter
+reads for all rows (chunk ids, article ids, dates, languages); a row is parsed from its line when asked
+for (the hits of a question), through a small cache. An article read so (``StoredArticle``) keeps its
+metadata and reads its text and MinHash signature from its line when asked.
+
+The file stays open from the read on, so a segment that a later write prunes can still be read by a
+version that lists it (the data outlives the folder entry on POSIX systems).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from index.types import Chunk, analysis_key
+
+COLUMNS = ("article_id", "date", "language")
+CACHE_ROWS = 4096  # parsed rows kept per table: a few hundred questions' hits
+
+
+class Column:
+    """A string column as codes into its distinct values (dates and languages repeat, ids per article)."""
+
+    def __init__(self, codes: np.ndarray, values: list[str]):
+        self.codes, self.values = codes, values
+
+    @classmethod
+    def of(cls, strings) -> Column:
+        """The column of a sequence of strings."""
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(s, len(index)) for s in strings), dtype=np.int32)
+        return cls(codes, list(index))
+
+    def where(self, predicate) -> np.ndarray:
+        """A boolean mask of the rows whose value satisfies ``predicate`` (evaluated once per value)."""
+        passes = np.fromiter((bool(predicate(v)) for v in self.values), dtype=bool, count=len(self.values))
+        return passes[self.codes] if len(self.codes) else np.zeros(0, dtype=bool)
+
+    @classmethod
+    def concat(cls, columns: list[Column], masks: list[np.ndarray]) -> Column:
+        """The rows of each column that its mask keeps, one after the other, with shared values."""
+        index: dict[str, int] = {}
+        parts = []
+        for column, mask in zip(columns, masks):
+            remap = np.array([index.setdefault(v, len(index)) for v in column.values], dtype=np.int32)
+            parts.append(remap[column.codes[mask]] if len(remap) else np.zeros(0, dtype=np.int32))
+        return cls(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32), list(index))
+
+
+class LineFile:
+    """Rows of a JSON Lines file read by position: their line offsets, one open file, a bounded cache."""
+
+    def __init__(self, path: Path, starts: np.ndarray, lengths: np.ndarray):
+        self.path, self.starts, self.lengths = path, starts, lengths
+        self._file = open(path, "rb")  # noqa: SIM115 (open for the table's life: see the module docstring)
+        self._cache: dict[int, dict] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def row(self, i: int) -> dict:
+        """The parsed line of row ``i``."""
+        found = self._cache.get(i)
+        if found is None:
+            found = json.loads(os.pread(self._file.fileno(), int(self.lengths[i]), int(self.starts[i])))
+            with self._lock:
+                if len(self._cache) >= CACHE_ROWS:
+                    self._cache.clear()
+                self._cache[i] = found
+        return found
+
+    def rows(self) -> Iterator[dict]:
+        """Every row in order, read sequentially (not cached)."""
+        with open(self.path, "rb") as fh:
+            yield from (json.loads(line) for line in fh if line.strip())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def scan(path: Path, keep) -> tuple[np.ndarray, np.ndarray, list]:
+    """Offsets and lengths of the non-blank lines of ``path``, and ``keep(record)`` of each parsed line."""
+    starts, lengths, kept = [], [], []
+    offset = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                starts.append(offset)
+                lengths.append(len(line))
+                kept.append(keep(json.loads(line)))
+            offset += len(line)
+    return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int32), kept
+
+
+def read_articles(path: Path, record_type) -> list:
+    """The records of an ``articles.jsonl``, each made by ``record_type.stored(fields, lines, row)`` from its
+    line's fields but those named in ``record_type.ON_DISK`` (read from the line when asked for)."""
+    on_disk = set(getattr(record_type, "ON_DISK", ()))
+    starts, lengths, kept = scan(path, lambda r: {k: v for k, v in r.items() if k not in on_disk})
+    if not on_disk:
+        return [record_type(**fields) for fields in kept]
+    lines = LineFile(path, starts, lengths)
+    return [record_type.stored(fields, lines, row) for row, fields in enumerate(kept)]
+
+
+class ChunkTable(Sequence):
+    """A segment's chunks: in memory (a segment being written) or read by row from its ``chunks.jsonl``."""
+
+    def __init__(self, rows: list[Chunk] | None = None, lines: LineFile | None = None,
+                 ids: list[str] | None = None, columns: dict[str, Column] | None = None, key_digest: str = ""):
+        self._rows, self._lines = rows, lines
+        self._ids, self._columns, self._digest = ids, columns or {}, key_digest
+
+    @classmethod
+    def of(cls, chunks) -> ChunkTable:
+        """A table over chunks held in memory (a table is returned as it is)."""
+        return chunks if isinstance(chunks, ChunkTable) else cls(rows=list(chunks))
+
+    @classmethod
+    def read(cls, path: Path) -> ChunkTable:
+        """The chunks of a ``chunks.jsonl``: one pass reads the columns and the analysis keys' digest."""
+        digest = hashlib.sha1()
+
+        def keep(record: dict) -> tuple:
+            digest.update(analysis_key(record["id"], record.get("language", ""), record["title"],
+                                       record.get("heading", "")).encode() + b"\x1e")
+            return tuple(record.get(name, "") for name in COLUMNS)
+
+        starts, lengths, kept = scan(path, keep)
+        columns = {name: Column.of(row[i] for row in kept) for i, name in enumerate(COLUMNS)}
+        return cls(lines=LineFile(path, starts, lengths), columns=columns, key_digest=digest.hexdigest())
+
+    @property
+    def in_memory(self) -> bool:
+        return self._rows is not None
+
+    def __len__(self) -> int:
+        return len(self._rows) if self._rows is not None else len(self._lines)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._rows is not None:
+            return self._rows[i]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Chunk(**self._lines.row(i))
+
+    def __iter__(self) -> Iterator[Chunk]:
+        if self._rows is not None:
+            return iter(self._rows)
+        return (Chunk(**record) for record in self._lines.rows())
+
+    @property
+    def ids(self) -> list[str]:
+        """Every chunk's id, in order (read from the file when asked: only MMR needs them all)."""
+        if self._ids is None:
+            self._ids = [c.id for c in self._rows] if self._rows is not None else [
+                r["id"] for r in self._lines.rows()]
+        return self._ids
+
+    def column(self, name: str) -> Column:
+        """The ``article_id``, ``date`` or ``language`` of every chunk."""
+        if name not in self._columns:
+            self._columns[name] = Column.of(getattr(c, name) for c in self._rows)
+        return self._columns[name]
+
+    @property
+    def key_digest(self) -> str:
+        """sha1 of the chunks' analysis keys in order (``LexicalIndex.matches`` compares it)."""
+        if not self._digest:
+            digest = hashlib.sha1()
+            for c in self._rows:
+                digest.update(analysis_key(c.id, c.language, c.title, c.heading).encode() + b"\x1e")
+            self._digest = digest.hexdigest()
+        return self._digest
+
+
+class LiveChunks(Sequence):
+    """The live chunks of a version, across its segments' tables: position ``i`` counts live chunks only."""
+
+    def __init__(self, tables: list[ChunkTable], live_masks: list[np.ndarray]):
+        self.tables, self.masks = tables, live_masks
+        self._simple = len(tables) == 1 and bool(live_masks[0].all())
+        if not self._simple:
+            self.segment = np.concatenate([np.full(int(m.sum()), i, dtype=np.int32) for i, m in enumerate(live_masks)]
+                                          ) if live_masks else np.zeros(0, dtype=np.int32)
+            self.local = np.concatenate([np.flatnonzero(m) for m in live_masks]).astype(np.int64) \
+                if live_masks else np.zeros(0, dtype=np.int64)
+        self._columns: dict[str, Column] = {}
+        self._ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tables[0]) if self._simple else len(self.segment)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._simple:
+            return self.tables[0][i]
+        return self.tables[int(self.segment[i])][int(self.local[i])]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for table, mask in zip(self.tables, self.masks):
+            yield from (c for c, keep in zip(table, mask) if keep)
+
+    def column(self, name: str) -> Column:
+        """A column (``ChunkTable.column``) over the live chunks."""
+        if name not in self._columns:
+            self._columns[name] = Column.concat([t.column(name) for t in self.tables], self.masks)
+        return self._columns[name]
+
+    @property
+    def ids(self) -> list[str]:
+        """The live chunks' ids, in order."""
+        if self._ids is None:
+            self._ids = [i for t, m in zip(self.tables, self.masks) for i, keep in zip(t.ids, m) if keep]
+        return self._ids
