@@ -13,7 +13,6 @@ Files of a segment::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 import shutil
@@ -26,10 +25,10 @@ from common.errors import IndexMismatchError
 from common.paths import file_sha256
 from index.lexical import FILENAME as LEXICAL_FILE
 from index.lexical import LexicalIndex, LexicalStats
-from index.table import ChunkTable, read_articles
+from index.table import ROWS_FILE, ChunkTable, read_articles, read_rows, write_lines, write_rows
 from index.types import Chunk
 
-FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index", LEXICAL_FILE)
+FILES = ("articles.jsonl", "chunks.jsonl", "faiss.index", LEXICAL_FILE, ROWS_FILE)
 EXACT_MAX = 200_000  # flat inner product up to here: p95 search stays well under 60 ms on 2 cores
 # Past this, HNSW's vectors are scalar-quantised to 8 bits (a quarter of float32's memory: 384 MB instead of
 # 1.5 GB at 1M chunks), which keeps a million chunks under 2 GB resident; recall is measured at each build.
@@ -125,8 +124,10 @@ class Segment:
         import faiss
 
         folder.mkdir()
-        write_lines(folder / "articles.jsonl", (dataclasses.asdict(a) for a in self.articles))
-        write_lines(folder / "chunks.jsonl", (dataclasses.asdict(c) for c in self.chunks))
+        article_lines = write_lines(folder / "articles.jsonl", (dataclasses.asdict(a) for a in self.articles))
+        chunk_lines = write_lines(folder / "chunks.jsonl", (dataclasses.asdict(c) for c in self.chunks))
+        write_rows(folder / ROWS_FILE, self.chunks, chunk_lines, self.articles, article_lines,
+                   getattr(type(self.articles[0]), "ON_DISK", ()) if self.articles else ())
         faiss.write_index(self.faiss, str(folder / "faiss.index"))
         (folder / LEXICAL_FILE).write_bytes(self.lexical.to_bytes())
         fsync_dir(folder)
@@ -143,8 +144,9 @@ class Segment:
         With ``lazy`` its FAISS file is read when first needed, not now."""
         if verify:
             verify_checksums(folder, entry.get("checksums", {}))
-        articles = read_articles(folder / "articles.jsonl", record_type)
-        chunks = ChunkTable.read(folder / "chunks.jsonl")
+        rows = read_rows(folder, record_type)  # the sidecar; else every line is parsed
+        chunks, articles = rows if rows is not None else (ChunkTable.read(folder / "chunks.jsonl"),
+                                                          read_articles(folder / "articles.jsonl", record_type))
         info = dict(entry.get("faiss") or faiss_description(len(chunks)))
         segment = cls(articles, chunks, None, name=entry.get("name", ""), path=folder, info=info)
         if not lazy:
@@ -285,6 +287,11 @@ class _Decoded:
         rows = self.storage.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.shape[1]), np.float32)
         return rows[0] if single else rows
 
+    def __array__(self, dtype=None, copy=None):
+        """Every row decoded (what ``np.asarray`` of the whole asks for)."""
+        rows = self[np.arange(len(self))]
+        return rows if dtype is None else rows.astype(dtype)
+
 
 class _Storage:
     """FAISS-owned float32 memory seen through numpy's array interface; holds the index that owns it."""
@@ -302,19 +309,6 @@ def verify_checksums(path: Path, checksums: dict) -> None:
                 f"{path / filename} is missing or damaged (checksum mismatch); "
                 "rebuild with `rag index --rebuild corpus/`"
             )
-
-
-def read_lines(path: Path):
-    """The non-blank lines of a JSON Lines file."""
-    with open(path, encoding="utf-8") as fh:
-        yield from (line for line in fh if line.strip())
-
-
-def write_lines(path: Path, records) -> None:
-    """``records`` as JSON Lines."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def fsync_dir(path: Path) -> None:

@@ -57,9 +57,9 @@ MASKED_BATCH = 65_536  # rows gathered at a time by a filtered search
 SEGMENTS = "segments"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ArticleRecord:
-    """An indexed article: its metadata, text and content hash."""
+    """An indexed article: its metadata, text and content hash (slots: an archive holds millions)."""
 
     id: str
     title: str
@@ -116,25 +116,29 @@ class StoredArticle(ArticleRecord):
     def __hash__(self):
         return hash(dataclasses.astuple(self))
 
+    __slots__ = ("_line", "_text", "_minhash")
+
     @classmethod
     def at(cls, fields: dict, lines: LineFile, row: int) -> StoredArticle:
         record = object.__new__(cls)
-        for name, value in fields.items():
-            object.__setattr__(record, name, value)
+        for field in dataclasses.fields(cls):
+            if field.name not in cls.ON_DISK:
+                default = field.default if field.default is not dataclasses.MISSING else ""
+                object.__setattr__(record, field.name, fields.get(field.name, default))
         object.__setattr__(record, "_line", (lines, row))
         record.__post_init__()
         return record
 
     def _field(self, name: str) -> str:
-        held = self.__dict__.get("_" + name)
+        held = getattr(self, "_" + name, None)
         if held is not None:
             return held
-        lines, row = self.__dict__["_line"]
+        lines, row = self._line
         return lines.row(row).get(name, "")
 
     def _hold(name: str):  # noqa: N805 (a property factory used in the class body)
         return property(lambda self: self._field(name),
-                        lambda self, value: self.__dict__.__setitem__("_" + name, value))
+                        lambda self, value: object.__setattr__(self, "_" + name, value))
 
     text = _hold("text")
     minhash = _hold("minhash")

@@ -7,6 +7,10 @@ reads for all rows (chunk ids, article ids, dates, languages); a row is parsed f
 for (the hits of a question), through a small cache. An article read so (``StoredArticle``) keeps its
 metadata and reads its text and MinHash signature from its line when asked.
 
+A segment written since also holds ``rows.npz`` (``write_rows``): the line offsets, the columns and the
+articles' metadata, so reading a segment of a million chunks parses no JSON line (``read_rows``); a
+segment without it, or whose sidecar does not match its files, is scanned line by line instead.
+
 The file stays open from the read on, so a segment that a later write prunes can still be read by a
 version that lists it (the data outlives the folder entry on POSIX systems).
 """
@@ -24,6 +28,8 @@ import numpy as np
 from index.types import Chunk, analysis_key
 
 COLUMNS = ("article_id", "date", "language")
+ROWS_FILE = "rows.npz"
+ROWS_VERSION = 1
 CACHE_ROWS = 4096  # parsed rows kept per table: a few hundred questions' hits
 
 
@@ -229,3 +235,65 @@ class LiveChunks(Sequence):
         if self._ids is None:
             self._ids = [i for t, m in zip(self.tables, self.masks) for i, keep in zip(t.ids, m) if keep]
         return self._ids
+
+
+def write_lines(path: Path, records) -> tuple[np.ndarray, np.ndarray]:
+    """``records`` as JSON Lines; returns each line's offset and length."""
+    starts, lengths, offset = [], [], 0
+    with open(path, "wb") as fh:
+        for record in records:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+            fh.write(line)
+            starts.append(offset)
+            lengths.append(len(line))
+            offset += len(line)
+    return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int32)
+
+
+def write_rows(path: Path, chunks: ChunkTable, chunk_lines, articles: list, article_lines, on_disk=()) -> None:
+    """The sidecar of a segment's two JSON Lines files (``chunk_lines``, ``article_lines``: what
+    ``write_lines`` returned for them): offsets, the chunks' columns and key digest, the articles' metadata."""
+    columns = {name: chunks.column(name) for name in COLUMNS}
+    meta = {"version": ROWS_VERSION, "chunks": len(chunks), "articles": len(articles),
+            "key_digest": chunks.key_digest, "values": {name: c.values for name, c in columns.items()},
+            "records": [{k: v for k, v in _fields(a).items() if k not in on_disk} for a in articles]}
+    np.savez(path, meta=np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), dtype=np.uint8),
+             chunk_starts=chunk_lines[0], chunk_lengths=chunk_lines[1], article_starts=article_lines[0],
+             article_lengths=article_lines[1], **{f"codes_{name}": c.codes for name, c in columns.items()})
+
+
+def read_rows(folder: Path, record_type) -> tuple[ChunkTable, list] | None:
+    """The chunks and articles of a segment folder from its ``rows.npz``; None when it has none or the
+    sidecar does not describe its files (then they are scanned)."""
+    path = folder / ROWS_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode())
+        arrays = {name: npz[name] for name in npz.files if name != "meta"}
+    chunk_file, article_file = folder / "chunks.jsonl", folder / "articles.jsonl"
+    if meta.get("version") != ROWS_VERSION or not _ends_at(chunk_file, arrays, "chunk") or not _ends_at(
+            article_file, arrays, "article"):
+        return None
+    columns = {name: Column(arrays[f"codes_{name}"], meta["values"][name]) for name in COLUMNS}
+    chunks = ChunkTable(lines=LineFile(chunk_file, arrays["chunk_starts"], arrays["chunk_lengths"]),
+                        columns=columns, key_digest=meta["key_digest"])
+    lines = LineFile(article_file, arrays["article_starts"], arrays["article_lengths"])
+    stored = getattr(record_type, "stored", None)
+    records = meta["records"]
+    articles = ([stored(fields, lines, row) for row, fields in enumerate(records)] if stored
+                else [record_type(**lines.row(row)) for row in range(len(records))])
+    return chunks, articles
+
+
+def _ends_at(path: Path, arrays: dict, kind: str) -> bool:
+    """True when the offsets of ``kind`` rows end where the file does (a sidecar of these very lines)."""
+    starts, lengths = arrays[f"{kind}_starts"], arrays[f"{kind}_lengths"]
+    end = int(starts[-1]) + int(lengths[-1]) if len(starts) else 0
+    return path.exists() and path.stat().st_size == end
+
+
+def _fields(record) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}

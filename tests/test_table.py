@@ -45,9 +45,39 @@ def test_a_loaded_segment_reads_its_chunks_and_texts_from_disk_as_written(writte
     with pytest.raises(IndexError):
         loaded.chunks[len(built.chunks)]  # noqa: B018
     record = loaded.article_by_id["a7"]
-    assert isinstance(record, StoredArticle) and "text" not in record.__dict__
+    assert isinstance(record, StoredArticle) and getattr(record, "_text", None) is None
     assert record == built.article_by_id["a7"] and record.text == article(7).text and record.minhash
     assert hash(record) == hash(built.article_by_id["a7"])
+
+
+def test_a_segment_is_read_from_its_sidecar_without_parsing_lines_and_without_one_by_scanning(written, monkeypatch):
+    import index.table as table
+
+    store, built = written
+    folder = store.load().segments[0].path
+    assert (folder / table.ROWS_FILE).exists()
+    with monkeypatch.context() as patched:
+        patched.setattr(table, "scan", lambda *a: pytest.fail("a segment with a sidecar was scanned"))
+        fast = store.load()
+    (folder / table.ROWS_FILE).unlink()
+    scanned = store.load(verify=False)
+    for data in (fast, scanned):
+        assert list(data.chunks) == list(built.chunks) and data.articles == built.articles
+        assert data.chunks.column("date").codes.tolist() == built.chunks.column("date").codes.tolist()
+        assert data.segments[0].chunks.key_digest == built.segments[0].chunks.key_digest
+    assert table.read_rows(folder, ArticleRecord) is None
+
+
+def test_a_sidecar_that_does_not_end_where_its_files_do_is_not_used(written, tmp_path):
+    import index.table as table
+
+    store, _ = written
+    folder = tmp_path / "copy"
+    shutil.copytree(store.load().segments[0].path, folder)
+    assert table.read_rows(folder, ArticleRecord) is not None
+    with open(folder / "chunks.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "x", "article_id": "a0", "title": "", "text": "", "start": 0, "end": 0}) + "\n")
+    assert table.read_rows(folder, ArticleRecord) is None
 
 
 def test_a_pruned_segment_stays_readable_by_the_version_that_loaded_it(written):
@@ -139,6 +169,7 @@ def test_past_the_compression_size_vectors_are_quantised_and_recall_is_measured(
     assert type(loaded.faiss).__name__ == "IndexHNSWSQ" and loaded.faiss.hnsw.efSearch == info["efSearch"]
     decoded = loaded.vectors[np.arange(4000)]
     assert decoded.shape == (4000, 32) and np.min(np.sum(decoded * vectors, axis=1)) > 0.99
+    assert np.array_equal(np.asarray(loaded.vectors), decoded) and loaded.vectors[5].shape == (32,)
     truth = segment.exact_top(vectors, vectors[:100], 10)
     found = [[i for i, _ in loaded.search(v, 10)] for v in vectors[:100]]
     assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]) >= 0.9
