@@ -16,6 +16,7 @@ force over the stored vectors (100 queries). Numbers are for this machine under 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -109,7 +110,8 @@ def main() -> int:
             started = time.perf_counter()
             index, info = build_faiss(vectors), faiss_description(n)
             if hasattr(index, "hnsw"):
-                info = {**info, **tune_ef_search(index, vectors)}
+                quantised = "vectors" in inspect.signature(tune_ef_search).parameters  # (not before it existed)
+                info = {**info, **(tune_ef_search(index, vectors) if quantised else tune_ef_search(index))}
             del vectors
             build_s = time.perf_counter() - started
             started = time.perf_counter()
