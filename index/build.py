@@ -164,11 +164,7 @@ class _Prepared:
 
     def prepare(self, live: IndexData, articles: list[Article], chunker: Chunker) -> None:
         """Embed the chunks of ``articles`` that ``live`` has no vector for."""
-        have = {(c.id, c.title) for a in articles for c in live.chunks_of(a.id)}  # chunk ids hold the article id
-        hashes = {a.id: live.article_by_id[a.id].content_hash for a in articles if a.id in live.article_by_id}
-        texts = [passage_text(c) for a in articles if hashes.get(a.id) != a.content_hash
-                 for c in chunker.chunk(a) if (c.id, c.title) not in have]
-        self.embed(list(dict.fromkeys(texts)), kind="passage")
+        self.embed(passages_to_embed(live, articles, chunker), kind="passage")
 
     def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
         if kind != "passage":
@@ -178,6 +174,17 @@ class _Prepared:
             self.ready.update(zip(todo, self.inner.embed(todo, kind="passage")))
             self.embedded += len(todo)
         return np.stack([self.ready[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def passages_to_embed(live: IndexData | None, articles: list[Article], chunker: Chunker) -> list[str]:
+    """The distinct passage texts an update of ``live`` (None: an empty index) with ``articles`` embeds: those
+    of the chunks of new or changed articles that ``live`` has no vector for, in the articles' order."""
+    known = [a for a in articles if live is not None and a.id in live.article_by_id]
+    have = {(c.id, c.title) for a in known for c in live.chunks_of(a.id)}  # chunk ids hold the article id
+    hashes = {a.id: live.article_by_id[a.id].content_hash for a in known}
+    texts = [passage_text(c) for a in articles if hashes.get(a.id) != a.content_hash
+             for c in chunker.chunk(a) if (c.id, c.title) not in have]
+    return list(dict.fromkeys(texts))
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:

@@ -31,6 +31,11 @@ def register_commands(sub) -> None:
     p.add_argument("--server", nargs="?", const="http://127.0.0.1:8000", default=None, metavar="URL",
                    help="send the articles and deletions to the running server's API instead (POST/DELETE "
                         "/articles, key from RAG_WRITE_KEY): it writes them without loading the index again")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="embed the new passages on the Ray cluster at ADDRESS (its head's HOST:PORT, or auto), "
+                        "one model per actor, then commit here as usual; prints chunks/s (the ray extra)")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="embedding actors on the Ray cluster, one CPU each (default: one per CPU it has)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_index)
 
@@ -90,22 +95,30 @@ def register_train(sub) -> None:
 def _cmd_index(args) -> int:
     from index.build import compact, compaction_due
     from index.store import IndexStore
-    from rag.service import index_paths, make_embedder
+    from rag.service import index_paths, index_paths_on_ray, make_embedder
 
     if not args.paths and not args.delete and not args.compact and not args.feed:
         raise InputError("give paths to index, --feed URL, --delete ID or --compact")
     settings = get_settings()
+    if args.ray is not None or args.ray_actors is not None:
+        _check_ray_args(args)
     if args.server:
         if args.compact or args.rebuild or args.prune or args.feed:
             raise InputError("--server sends articles and deletions only; run --compact, --rebuild, --prune or "
                              "--feed where the index folder is (a server syncs RAG_FEEDS itself)")
         return _index_server(args, settings)
-    store, status = IndexStore(settings.index_dir), 0
-    if args.paths or args.delete:
+    store, status, ray_run = IndexStore(settings.index_dir), 0, None
+    if args.ray is not None:
+        data, report, ray_run = index_paths_on_ray(settings, args.ray, args.paths, delete=args.delete,
+                                                   prune=args.prune, rebuild=args.rebuild, actors=args.ray_actors)
+        if not args.json:
+            print(ray_run.summary())
+    elif args.paths or args.delete:
         data, report = index_paths(settings, make_embedder(settings, progress=True), args.paths,
                                    delete=args.delete, prune=args.prune, rebuild=args.rebuild)
+    if args.paths or args.delete:
         if args.json and not args.feed:
-            print(json.dumps(report.__dict__, indent=2))
+            print(json.dumps({**report.__dict__, **({"ray": ray_run.to_dict()} if ray_run else {})}, indent=2))
         elif not args.json:
             print(f"{report.summary()} in {report.seconds['total']:.1f} s"
                   f"{' (a new segment)' if report.incremental else ''} -> {settings.index_dir}")
@@ -122,6 +135,23 @@ def _cmd_index(args) -> int:
     if args.compact and compact(store, lambda message: print(message, file=sys.stderr)) is None:
         print(f"nothing to compact: {settings.index_dir} is one segment without tombstones", file=sys.stderr)
     return status
+
+
+def _check_ray_args(args) -> None:
+    """``--ray`` indexes PATHS here with a cluster's help: not through a server, not feeds."""
+    if args.ray is None:
+        raise InputError("--ray-actors goes with --ray ADDRESS")
+    if args.server:
+        raise InputError("--ray and --server do not go together: --ray embeds on a Ray cluster and writes the "
+                         "index folder here; --server sends the articles to a server that embeds them itself. "
+                         "Drop one of them")
+    if args.feed:
+        raise InputError("--ray indexes files and folders; sync --feed URLs without --ray (`rag sync`)")
+    if not args.paths:
+        raise InputError("--ray needs PATHS of articles to embed on the cluster (run --delete or --compact "
+                         "without --ray)")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise InputError(f"--ray-actors {args.ray_actors}: give at least 1")
 
 
 class _FeedSync:

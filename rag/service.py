@@ -28,9 +28,14 @@ def make_chunker(settings: Settings) -> Chunker:
 
 def make_embedder(settings: Settings, progress: bool = False):
     """The embedder the settings name."""
-    return load_embedder(settings.embedding_model, settings.cache_dir,
-                         **({} if settings.embedding_model.startswith("fake:")
-                            else {"batch_size": settings.embed_batch_size, "progress": progress}))
+    return load_embedder(settings.embedding_model, settings.cache_dir, **embedder_options(settings, progress))
+
+
+def embedder_options(settings: Settings, progress: bool = False) -> dict:
+    """What ``load_embedder`` is given besides the model spec: the batch size (the fake embedder takes none)."""
+    if settings.embedding_model.startswith("fake:"):
+        return {}
+    return {"batch_size": settings.embed_batch_size, "progress": progress}
 
 
 def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = False,
@@ -42,6 +47,20 @@ def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = Fa
     return update_index(store, embedder, make_chunker(settings), articles,
                         delete=delete, prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
                         reuse=reuse, duplicate_threshold=settings.duplicate_threshold)
+
+
+def index_paths_on_ray(settings: Settings, address: str, paths, delete=(), prune: bool = False,
+                       rebuild: bool = False, actors: int | None = None):
+    """``index_paths`` with the new passages embedded on the Ray cluster at ``address`` (``rag index --ray``):
+    returns the live data, the update's report and the cluster's (``index.distributed.RayRun``)."""
+    from index.distributed import index_on_ray
+
+    articles = load_articles(paths, settings.max_article_chars) if paths else []
+    return index_on_ray(IndexStore(settings.index_dir), address, settings.embedding_model,
+                        embedder_options(settings), make_chunker(settings), articles,
+                        lambda: make_embedder(settings, progress=True), delete=delete,
+                        prune_under=[str(p) for p in paths] if prune else None, rebuild=rebuild,
+                        duplicate_threshold=settings.duplicate_threshold, actors=actors)
 
 
 def sync_corpus(settings: Settings, embedder) -> tuple[IndexData, UpdateReport]:
