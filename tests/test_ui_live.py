@@ -88,6 +88,17 @@ def ask(page, question: str, nth: int = 0):
     return answer
 
 
+def fill_kept(page, locator, value: str) -> None:
+    """Fill a field and make sure the value stays: the language relabelling that runs when the page loads
+    can land after a quick fill and clear it (Gradio re-renders the field), so fill again until it holds."""
+    for _ in range(40):
+        locator.fill(value)
+        page.wait_for_timeout(250)
+        if locator.input_value() == value:
+            return
+    pytest.fail(f"the field kept clearing {value!r}")
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -149,13 +160,13 @@ def test_the_chat_filters_by_publication_date_and_says_a_wrong_date(page_in):
     page = page_in("fr-FR")
     page.locator("#chat-settings").get_by_text("Réglages").first.click()
     date_from = page.locator("#date-from input, #date-from textarea").first
-    date_from.fill("2025-07-01")  # the bundled article is of 2025-06-24
+    fill_kept(page, date_from, "2025-07-01")  # the bundled article is of 2025-06-24
     answer = ask(page, QUESTION)
     assert "abstained" in answer.get_attribute("class"), "no article of the range: nothing to answer from"
-    date_from.fill("2025-02-30")
+    fill_kept(page, date_from, "2025-02-30")
     answer = ask(page, QUESTION, nth=1)
     assert "error" in answer.get_attribute("class") and "does not exist" in answer.inner_text()
-    date_from.fill("2025-06-01")
+    fill_kept(page, date_from, "2025-06-01")
     answer = ask(page, QUESTION, nth=2)
     assert "answered" in answer.get_attribute("class") and "Selon l'article du 24 juin 2025" in answer.inner_text()
 
