@@ -214,7 +214,8 @@ class Pipeline:
         """The question's names and numbers that no passage holds, and the names found only under
         their name in another language (passages in another language than the question's)."""
         missing = without_time_words(turn.question, turn.scope, missing_terms(turn.question,
-                                                                              [h.chunk.text for h in turn.hits]))
+                                                                              [h.chunk.text for h in turn.hits]),
+                                     [h.chunk.date for h in turn.hits])
         other = [h.chunk.text for h in turn.hits if h.chunk.language and h.chunk.language != turn.language]
         if not missing or not other:
             return missing, {}

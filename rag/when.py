@@ -103,11 +103,22 @@ def time_scope(question: str, now: dt.date) -> TimeScope:
     return TimeScope(latest=True, words=found.group(0)) if found else TimeScope()
 
 
-def without_time_words(question: str, scope: TimeScope, terms: list[str]) -> list[str]:
+def without_time_words(question: str, scope: TimeScope, terms: list[str], dates=()) -> list[str]:
     """``terms`` (names and numbers of the question) less those of the words that named its period:
-    "2024" in "en 2024" is when the articles were published, not a word they must hold."""
-    said = set(re.findall(r"\w+", scope.words)) if scope.period else set()
+    "2024" in "en 2024" is when the articles were published, not a word they must hold. A period that may
+    be an event's rather than a publication's (a year, a month: not ``strict``) is taken as said only when
+    a passage is of that period (``dates``, their publication dates); otherwise the passages must hold its
+    words ("investi en 2023" asked of an article of 2025 that gives the total since 2019)."""
+    if not scope.period or not (scope.strict or any(in_period(d, scope) for d in dates)):
+        return terms
+    said = set(re.findall(r"\w+", scope.words))
     return [t for t in terms if fold(t) not in said]
+
+
+def in_period(date: str, scope: TimeScope) -> bool:
+    """True when the ISO ``date`` lies in the scope's period (bounds inclusive; "" is in none)."""
+    day = (date or "")[:10]
+    return bool(day) and (not scope.date_from or day >= scope.date_from) and (not scope.date_to or day <= scope.date_to)
 
 
 def _relative(name: str, now: dt.date) -> tuple[dt.date, dt.date]:
