@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from common.citations import strip_attribution
-from rag.when import according_to, spoken_date, time_scope
+from rag.when import according_to, spoken_date, time_scope, without_time_words
 
 TODAY = dt.date(2025, 7, 15)  # a Tuesday
 
@@ -63,3 +63,13 @@ def test_answers_say_the_date_of_what_they_cite_and_evals_read_past_it():
     assert strip_attribution("According to the article of June 24, 2025, the line opens in September [1].") == (
         "the line opens in September [1].")
     assert strip_attribution("D’après l’article du 1er mars 2025, X [1]") == "X [1]"
+
+
+def test_a_named_year_is_said_by_the_articles_only_when_a_passage_is_of_that_year():
+    question = "Combien Microsoft a-t-il investi dans OpenAI en 2023 ?"
+    scope = time_scope(question, TODAY)
+    assert scope.period and not scope.strict
+    assert without_time_words(question, scope, ["Microsoft", "2023"], ["2025-06-24"]) == ["Microsoft", "2023"]
+    assert without_time_words(question, scope, ["Microsoft", "2023"], ["2025-06-24", "2023-05-02"]) == ["Microsoft"]
+    strict = time_scope("Qu'a annoncé Microsoft cette semaine ?", TODAY)  # only ever a publication period
+    assert strict.strict and without_time_words("", strict, ["Microsoft", "semaine"], []) == ["Microsoft"]
