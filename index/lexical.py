@@ -15,7 +15,6 @@ segments are merged the analysis of every chunk is reused and only the matrix is
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import logging
@@ -29,7 +28,7 @@ import numpy as np
 
 from common.errors import IndexMismatchError
 from common.text import LETTERS, STEMMERS, bm25_stop_words, detect_language, fold, stemmer
-from index.types import Chunk, analysis_key
+from index.types import Chunk, analysis_key, keys_digest
 
 log = logging.getLogger("index")
 FILENAME = "lexical.npz"
@@ -123,7 +122,7 @@ class LexicalIndex:
         """The index as the bytes of ``lexical.npz``."""
         lengths = _lengths(self.doc_ids)
         meta = {"version": ANALYZER_VERSION, "k1": K1, "b": B, "method": METHOD, "language": self.language,
-                "vocab": self.vocab, "keys_sha1": _keys_sha1(self.keys)}
+                "vocab": self.vocab, "keys_sha1": keys_digest(self.keys)}
         buffer = io.BytesIO()
         flat = (self.doc_ids.terms if isinstance(self.doc_ids, _Documents) else np.concatenate(self.doc_ids)
                 if len(self.doc_ids) else np.zeros(0, dtype=np.int32))
@@ -176,7 +175,7 @@ class LexicalIndex:
             return False
         digest = getattr(chunks, "key_digest", None)  # a ChunkTable: its keys' digest, no chunk parsed
         if digest is not None:
-            return digest == (self.keys_sha1 or _keys_sha1(self.keys))
+            return digest == (self.keys_sha1 or keys_digest(self.keys))
         return all(_key(c) == k for c, k in zip(chunks, self.keys))
 
 
@@ -189,14 +188,6 @@ def _compact(vocab: list[str], doc_ids: list[np.ndarray]) -> tuple[list[str], li
     remap = np.full(len(vocab), -1, dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     return [vocab[i] for i in used], [remap[d] for d in doc_ids]
-
-
-def _keys_sha1(keys: list[str]) -> str:
-    """The digest ``index.table.ChunkTable.key_digest`` computes for the same keys."""
-    digest = hashlib.sha1()
-    for key in keys:
-        digest.update(key.encode() + b"\x1e")
-    return digest.hexdigest()
 
 
 def _lengths(doc_ids) -> np.ndarray:

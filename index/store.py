@@ -45,7 +45,7 @@ from index.segment import (
     tune_ef_search,
     verify_checksums,
 )
-from index.table import LineFile, LiveChunks
+from index.table import LineFile, LiveChunks, locate
 from index.types import Article, Chunk
 
 __all__ = ["FORMAT", "EXACT_MAX", "HNSW_EF_SEARCH", "EF_SEARCH_CHOICES", "RECALL_TARGET", "ArticleRecord",
@@ -299,7 +299,9 @@ class _Rows:
     of the whole is ever held): ``rows[positions]`` is a (len(positions), d) array."""
 
     def __init__(self, data: IndexData):
-        self.segment, self.local = _locate(data)
+        chunks = data.chunks  # its segment and row of each live position, computed once for both
+        self.segment, self.local = (chunks.segment, chunks.local) if hasattr(chunks, "segment") else locate(
+            data.live_masks)
         self.segments = data.segments  # their vectors are read when first gathered from
         self.dim = int(data.manifest.get("dimension") or data.segments[-1].vectors.shape[1])
         self.shape, self.dtype = (len(self.segment), self.dim), np.dtype(np.float32)
@@ -320,13 +322,6 @@ class _Rows:
 
     def __array__(self, dtype=None, copy=None):
         return self[:].astype(dtype or np.float32, copy=False)
-
-
-def _locate(data: IndexData) -> tuple[np.ndarray, np.ndarray]:
-    """For each live chunk position: its segment number and its position in that segment."""
-    segment = np.concatenate([np.full(int(m.sum()), i, dtype=np.int32) for i, m in enumerate(data.live_masks)])
-    local = np.concatenate([np.flatnonzero(m) for m in data.live_masks]).astype(np.int64)
-    return segment, local
 
 
 def _masked_search(vectors, query: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:

@@ -16,7 +16,6 @@ version that lists it (the data outlives the folder entry on POSIX systems).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.types import Chunk, analysis_key
+from index.types import Chunk, analysis_key, keys_digest
 
 COLUMNS = ("article_id", "date", "language")
 ROWS_FILE = "rows.npz"
@@ -135,16 +134,14 @@ class ChunkTable(Sequence):
     @classmethod
     def read(cls, path: Path) -> ChunkTable:
         """The chunks of a ``chunks.jsonl``: one pass reads the columns and the analysis keys' digest."""
-        digest = hashlib.sha1()
-
         def keep(record: dict) -> tuple:
-            digest.update(analysis_key(record["id"], record.get("language", ""), record["title"],
-                                       record.get("heading", "")).encode() + b"\x1e")
-            return tuple(record.get(name, "") for name in COLUMNS)
+            key = analysis_key(record["id"], record.get("language", ""), record["title"], record.get("heading", ""))
+            return key, *(record.get(name, "") for name in COLUMNS)
 
         starts, lengths, kept = scan(path, keep)
-        columns = {name: Column.of(row[i] for row in kept) for i, name in enumerate(COLUMNS)}
-        return cls(lines=LineFile(path, starts, lengths), columns=columns, key_digest=digest.hexdigest())
+        columns = {name: Column.of(row[i + 1] for row in kept) for i, name in enumerate(COLUMNS)}
+        digest = keys_digest(row[0] for row in kept)
+        return cls(lines=LineFile(path, starts, lengths), columns=columns, key_digest=digest)
 
     @property
     def in_memory(self) -> bool:
@@ -188,11 +185,16 @@ class ChunkTable(Sequence):
     def key_digest(self) -> str:
         """sha1 of the chunks' analysis keys in order (``LexicalIndex.matches`` compares it)."""
         if not self._digest:
-            digest = hashlib.sha1()
-            for c in self._rows:
-                digest.update(analysis_key(c.id, c.language, c.title, c.heading).encode() + b"\x1e")
-            self._digest = digest.hexdigest()
+            self._digest = keys_digest(analysis_key(c.id, c.language, c.title, c.heading) for c in self._rows)
         return self._digest
+
+
+def locate(live_masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """For each live position across segments (their ``live_masks``): its segment number and its row there."""
+    if not live_masks:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    segment = np.concatenate([np.full(int(m.sum()), i, dtype=np.int32) for i, m in enumerate(live_masks)])
+    return segment, np.concatenate([np.flatnonzero(m) for m in live_masks]).astype(np.int64)
 
 
 class LiveChunks(Sequence):
@@ -202,10 +204,7 @@ class LiveChunks(Sequence):
         self.tables, self.masks = tables, live_masks
         self._simple = len(tables) == 1 and bool(live_masks[0].all())
         if not self._simple:
-            self.segment = np.concatenate([np.full(int(m.sum()), i, dtype=np.int32) for i, m in enumerate(live_masks)]
-                                          ) if live_masks else np.zeros(0, dtype=np.int32)
-            self.local = np.concatenate([np.flatnonzero(m) for m in live_masks]).astype(np.int64) \
-                if live_masks else np.zeros(0, dtype=np.int64)
+            self.segment, self.local = locate(live_masks)
         self._columns: dict[str, Column] = {}
         self._ids: list[str] | None = None
 

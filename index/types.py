@@ -54,6 +54,14 @@ def analysis_key(chunk_id: str, language: str, title: str, heading: str) -> str:
     return f"{chunk_id}\x1f{language}\x1f{title}\x1f{heading}"
 
 
+def keys_digest(keys) -> str:
+    """sha1 of analysis keys in order: what tells a stored BM25 index it was built for these chunks."""
+    digest = hashlib.sha1()
+    for key in keys:
+        digest.update(key.encode() + b"\x1e")
+    return digest.hexdigest()
+
+
 def chunk_id(article_id: str, text: str, occurrence: int = 0) -> str:
     """Stable id from the article id and content, so labels and citations survive re-indexing.
 
