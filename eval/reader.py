@@ -38,7 +38,7 @@ def run(squad: Path, settings, limit: int | None = None, progress=None) -> list[
     """One record per held-out question and condition (``own`` article indexed or hidden)."""
     from rag.service import load_pipeline
 
-    questions = read_questions(squad, held_out=True)[:limit]
+    questions = read_questions(squad, "held-out")[:limit]
     records = []
     with tempfile.TemporaryDirectory(prefix="rag-eval-reader-") as tmp:
         corpus = held_out_file(squad, Path(tmp))

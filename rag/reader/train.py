@@ -68,8 +68,8 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     random.seed(seed)
     started = time.time()
     tokenizer = Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json"))
-    train_q = reader_data.read_questions(squad, held_out=False)
-    test_q = reader_data.read_questions(squad, held_out=True)
+    train_q = reader_data.read_questions(squad, "reader")
+    test_q = reader_data.read_questions(squad, "held-out")
     if limit:
         train_q, test_q = train_q[:limit], test_q[:max(50, limit // 4)]
     near_misses = reader_data.NEAR_MISSES if near_misses is None else near_misses
@@ -232,6 +232,7 @@ def _manifest(squad, seed, epochs, frozen, limit, train_set, test_set, margins, 
         else "rag train reader",
         "data": {"file": Path(squad).name, "sha256": file_sha256(squad),
                  "held_out": f"articles whose sha256(title) % {reader_data.HELD_OUT_SHARE} == 0",
+                 "verifier_part": f"articles whose sha256(title) % {reader_data.VERIFIER_SHARE} == 1 (not trained on)",
                  "train_examples": len(train_set), "held_out_examples": len(test_set), "limit": limit},
         "settings": {"batch": BATCH, "bf16_autocast": bf16_supported(), "learning_rate": LEARNING_RATE,
                      "head_learning_rate": HEAD_LEARNING_RATE,
@@ -259,7 +260,7 @@ def recalibrate(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, log
     reader = Reader.load(base_folder, out_dir)
     old = reader.manifest
     seed, limit = old.get("seed", SEED), old.get("data", {}).get("limit", 0)
-    test_q = reader_data.read_questions(squad, held_out=True)
+    test_q = reader_data.read_questions(squad, "held-out")
     test_ex = reader_data.make_examples(test_q[:max(50, limit // 4)] if limit else test_q, seed)
     test_set = _encode(Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json")), test_ex)
     margins, exact = _evaluate(reader.net, test_set)
