@@ -86,6 +86,22 @@ def content_terms(text: str, language: str = "fr") -> set[str]:
     return {fold(s) for s in stemmer(language).stemWords(words) if s}
 
 
+def weighted_terms(text: str, language: str = "fr") -> dict[str, float]:
+    """``content_terms`` of ``text``, each weighted by the rarity of its word in the language: 8 minus
+    wordfreq's Zipf frequency (about 1 for "fait", 3.4 for "température", 8 for an unknown name), so that
+    "does the passage say what the question asks" counts "température" more than "atteinte"."""
+    from wordfreq import zipf_frequency
+
+    language = known_language(language)
+    words = [w for w in WORD.findall(text.lower().replace("’", " ").replace("'", " ")) if w not in MATCH_STOP_WORDS]
+    out: dict[str, float] = {}
+    for word, stem in zip(words, stemmer(language).stemWords(words)):
+        if stem:
+            key = fold(stem)
+            out[key] = max(out.get(key, 0.0), max(1.0, 8.0 - zipf_frequency(word, language)))
+    return out
+
+
 def detect_language(text: str, default: str = "") -> str:
     """"fr" or "en" by which language's marker words dominate, or ``default`` when neither does."""
     words = [w.lower() for w in _MARKER_WORD.findall(text.replace("’", "'").replace("'", " "))]

@@ -145,8 +145,10 @@ def _reading_html(answer: dict) -> str:
     if not r.get("text"):
         return ""
     verdict = "span" if r.get("accepted") and not answer["abstained"] else "best rejected span"
+    weighed = ", ".join(f"{_e(k.replace('_', ' '))} {_num(v)}" for k, v in (r.get("features") or {}).items())
     return (f"<p><b>Reader</b>: {verdict} «{_e(r['text'])}» [{_e(r.get('n'))}], confidence "
-            f"{_num(r.get('confidence'))} (threshold {_num(r.get('threshold'))})</p>")
+            f"{_num(r.get('confidence'))} (threshold {_num(r.get('threshold'))})"
+            + (f"<br><small>verifier weighed: {weighed}</small>" if weighed else "") + "</p>")
 
 
 def _source_html(citation: dict, evidence: str, cited: bool) -> str:

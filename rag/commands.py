@@ -74,7 +74,8 @@ def register_commands(sub) -> None:
 
 
 def register_train(sub) -> None:
-    """``rag train reader``: fine-tune the reader on PIAF's training part (see rag/reader/train.py)."""
+    """``rag train reader`` (fine-tune the reader on PIAF's training part, rag/reader/train.py) and ``rag train
+    verifier`` (fit the answerability verifier over it, rag/reader/fit.py)."""
     trains = sub.add_parser("train", help="train the project's models").add_subparsers(title="models")
     p = trains.add_parser("reader", help="fine-tune the answer reader (about an hour on 2 cores)")
     p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"SQuAD-format training data (default {PIAF})")
@@ -90,6 +91,12 @@ def register_train(sub) -> None:
     p.add_argument("--calibrate-only", action="store_true",
                    help="do not train: measure the weights in --out again and rewrite their calibration")
     p.set_defaults(func=_cmd_train_reader)
+    p = trains.add_parser("verifier", help="fit the answerability verifier over a trained reader (minutes)")
+    p.add_argument("--squad", default=PIAF, metavar="FILE", help=f"SQuAD-format data (default {PIAF})")
+    p.add_argument("--reader-dir", default=None, metavar="DIR", help="the trained reader whose manifest gets the "
+                   "verifier (default: RAG_READER_DIR, else rag/reader/weights, the shipped reader)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only N questions of the verifier part")
+    p.set_defaults(func=_cmd_train_verifier)
 
 
 def _cmd_index(args) -> int:
@@ -379,4 +386,21 @@ def _cmd_train_reader(args) -> int:
         train(squad, base, out, seed=SEED if args.seed is None else args.seed, epochs=args.epochs or EPOCHS,
               frozen=FROZEN if args.frozen is None else args.frozen, limit=args.limit,
               near_misses=args.near_misses)
+    return 0
+
+
+def _cmd_train_verifier(args) -> int:
+    from pathlib import Path
+
+    from rag.reader.fit import train_verifier
+    from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE
+
+    squad = Path(args.squad)
+    if not squad.is_file():
+        raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE (PIAF v1.0 is in ../shared/datasets)")
+    settings = get_settings()
+    folder = Path(args.reader_dir or settings.reader_dir or WEIGHTS_DIR)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise InputError(f"{folder}: no trained reader there; run `rag train reader --out {folder}` first")
+    train_verifier(squad, settings, folder, args.limit)
     return 0

@@ -200,7 +200,7 @@ class Pipeline:
         if missing:
             generation = Generation("", abstained=True, notes=[
                 f"the retrieved passages never mention {', '.join(missing)}"])
-        elif best >= self.settings.abstain_threshold:
+        elif best >= self.gate(turn.backend):
             request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
                               on_delta, turn.vector, latest=turn.scope.latest or turn.scope.period)
             generation = self._read_then_generate(turn.backend, request)
@@ -209,6 +209,13 @@ class Pipeline:
             found = ", ".join(f"{name} as {word}" for name, word in across.items())
             generation = replace(generation, notes=[*generation.notes, f"names found in the other language: {found}"])
         return generation
+
+    def gate(self, backend: Backend) -> float:
+        """The evidence (best dense cosine) under which no backend is asked: ``abstain_threshold``, or lower
+        for a backend that verifies its answers itself and says how low it reads (the reader's
+        ``evidence_floor``, measured where its verifier was fitted)."""
+        floor = getattr(backend, "evidence_floor", None)
+        return self.settings.abstain_threshold if floor is None else min(self.settings.abstain_threshold, floor)
 
     def _missing_terms(self, turn: _Turn) -> tuple[list[str], dict[str, str]]:
         """The question's names and numbers that no passage holds, and the names found only under
@@ -254,7 +261,7 @@ class Pipeline:
                      for n, hit in enumerate(turn.hits, 1)]
         best = evidence(turn.hits)
         notes = list(turn.notes) + (list(generation.notes) if generation else [
-            f"best passage cosine {best:.3f} is below the abstention threshold {self.settings.abstain_threshold}"])
+            f"best passage cosine {best:.3f} is below the abstention threshold {self.gate(turn.backend)}"])
         fallback_from = generation.fallback_from if generation else ""
         return Answer(
             question=turn.question, asked=turn.asked,

@@ -4,6 +4,7 @@ from index.types import Chunk
 from rag.backends import Request
 from rag.backends.reader import ReaderBackend
 from rag.reader.reader import Reading
+from rag.reader.verifier import FEATURES
 from rag.types import Hit
 
 TEXT = ("Microsoft a investi 13 milliards de dollars dans OpenAI depuis 2019. "
@@ -45,8 +46,10 @@ def test_below_the_threshold_it_abstains_and_keeps_the_rejected_span():
     backend = ReaderBackend(FakeEmbedder(32), ScriptedReader("Satya Nadella", 0.2))
     out = backend.generate(request("Qui a fondé Microsoft ?"))
     assert out.abstained and out.text == ""
-    assert out.reading == {"text": "Satya Nadella", "n": 1, "confidence": 0.2, "margin": 2.0, "threshold": 0.5,
-                           "accepted": False}
+    reading = {k: v for k, v in out.reading.items() if k != "features"}
+    assert reading == {"text": "Satya Nadella", "n": 1, "confidence": 0.2, "reader_confidence": 0.2, "margin": 2.0,
+                       "threshold": 0.5, "accepted": False}
+    assert set(out.reading["features"]) == set(FEATURES), "an editor sees what was weighed"
     assert "the articles mention Microsoft" in out.notes[0] and "«Satya Nadella»" in out.notes[0]
 
 

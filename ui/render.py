@@ -162,7 +162,9 @@ def reading_html(answer: dict, language: str) -> str:
     if not r.get("text"):
         return ""
     label = t(language, "reader_found" if r.get("accepted") and not answer["abstained"] else "reader_rejected")
-    return (f'<div class="reading">{_text(label)}: «{_text(r["text"])}» [{int(r.get("n", 0))}] · '
+    weighed = ", ".join(f"{k.replace('_', ' ')} {float(v):.2f}" for k, v in (r.get("features") or {}).items())
+    title = f' title="{_text(weighed)}"' if weighed else ""
+    return (f'<div class="reading"{title}>{_text(label)}: «{_text(r["text"])}» [{int(r.get("n", 0))}] · '
             f'{_text(t(language, "confidence"))} {float(r.get("confidence", 0)):.2f} · '
             f'{_text(t(language, "threshold"))} {float(r.get("threshold", 0)):.2f}</div>')
 

@@ -29,6 +29,8 @@ from rag.backends.extractive import ExtractiveBackend
 from rag.coverage import question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
+from rag.reader.verifier import Evidence, Verifier, features
+from rag.retriever import evidence
 from rag.when import according_to
 
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
@@ -46,35 +48,51 @@ class Window:
     score: float
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One window's reading with the verifier's verdict on it: ``probability`` that it answers (the
+    reader's calibrated confidence where the manifest has no verifier) and the features behind it."""
+
+    reading: Reading
+    window: Window
+    probability: float
+    features: dict
+
+
 class ReaderBackend:
-    """Answers with the span the reader finds, or abstains when no window holds one."""
+    """Answers with the span the reader finds and the verifier accepts, or abstains."""
 
     name = "reader"
 
     def __init__(self, embedder, reader: Reader, read_windows: int = 4, threshold: float | None = None):
         self.embedder, self.reader, self.read_windows = embedder, reader, read_windows
-        self.threshold = reader.threshold if threshold is None else threshold
+        self.verifier = Verifier.from_manifest(getattr(reader, "manifest", {}))
+        self.evidence_floor = self.verifier.evidence_floor if self.verifier else None
+        default = self.verifier.threshold if self.verifier else reader.threshold
+        self.threshold = default if threshold is None else threshold
         self.sentences = ExtractiveBackend(embedder)
 
     def generate(self, request: Request) -> Generation:
         """The best span with its citation, or an abstention with the best rejected span."""
-        chosen = self.choose_windows(request)
+        sentences = self.sentences.candidates(request)
+        chosen = self.choose_windows(request, sentences)
         if not chosen:
             return Generation("", abstained=True, model=self.reader.name, notes=["no sentence in the passages"])
         texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
-        readings = sorted(zip(self.reader.read(request.question, texts), chosen), key=lambda r: -r[0].confidence)
-        best, window = readings[0]
-        reading = _reading_dict(best, window, self.threshold)
-        if best.confidence < self.threshold or not best.text:
+        readings = self.reader.read(request.question, texts)
+        candidates = sorted(self.verify(request, sentences, readings, chosen), key=lambda c: -c.probability)
+        best = candidates[0]
+        reading = _reading_dict(best, self.threshold)
+        if best.probability < self.threshold or not best.reading.text:
             return Generation("", abstained=True, model=self.reader.name, reading=reading,
-                              notes=[_missing_note(request, best, window)])
-        answers = [(best, window)] + (self._more(readings) if _LIST.search(request.question) else [])
+                              notes=[_missing_note(request, best)])
+        answers = [best] + (self._more(candidates) if _LIST.search(request.question) else [])
         return self._answer(request, answers, reading)
 
-    def choose_windows(self, request: Request) -> list[Window]:
+    def choose_windows(self, request: Request, sentences: list | None = None) -> list[Window]:
         """The windows to read: those holding the best-scoring sentences, best first."""
         starts: dict[int, list[tuple[int, float]]] = {}
-        for c in self.sentences.candidates(request):
+        for c in self.sentences.candidates(request) if sentences is None else sentences:
             starts.setdefault(c.n, []).append((c.start, c.score))
         out = []
         for n, hit in enumerate(request.hits, 1):
@@ -84,15 +102,40 @@ class ReaderBackend:
                     out.append(Window(n, a, b, max(scores)))
         return sorted(out, key=lambda w: -w.score)[:self.read_windows]
 
-    def _more(self, readings: list[tuple[Reading, Window]]) -> list[tuple[Reading, Window]]:
-        best = readings[0][0]
-        return [(r, w) for r, w in readings[1:] if r.text and r.confidence >= max(
-            self.threshold, best.confidence - LIST_MARGIN) and r.text not in best.text and best.text not in r.text]
+    def verify(self, request: Request, sentences: list, readings: list[Reading],
+               chosen: list[Window]) -> list[Candidate]:
+        """Each window's reading with the verifier's probability that it answers the question."""
+        question = request.query_vector
+        if question is None:
+            question = self.embedder.embed([request.question], kind="query")[0]
+        best_evidence = evidence(request.hits)
+        out = []
+        for r, w in zip(readings, chosen):
+            passage = blank_instructions(request.hits[w.n - 1].chunk.text)
+            at = w.start + r.start
+            sentence = next((c for c in sentences if c.n == w.n and c.start <= at < c.end), None)
+            e = Evidence(request.question, request.language or "", r.text, r.margin,
+                         sentence.text if sentence else passage[w.start:w.end], passage[w.start:w.end], passage,
+                         request.hits[w.n - 1].chunk.language or "", best_evidence,
+                         float(sentence.vector @ question) if sentence else best_evidence)
+            if self.verifier is None:  # a reader trained before the verifier: its confidence decides
+                probability, values = r.confidence, features(e)
+            else:
+                probability, values = self.verifier.probability(e)
+            out.append(Candidate(r, w, round(probability, 4), {k: round(v, 4) for k, v in values.items()}))
+        return out
 
-    def _answer(self, request: Request, answers: list[tuple[Reading, Window]], reading: dict) -> Generation:
+    def _more(self, candidates: list[Candidate]) -> list[Candidate]:
+        best = candidates[0]
+        return [c for c in candidates[1:] if c.reading.text and c.probability >= max(
+            self.threshold, best.probability - LIST_MARGIN) and c.reading.text not in best.reading.text
+            and best.reading.text not in c.reading.text]
+
+    def _answer(self, request: Request, answers: list[Candidate], reading: dict) -> Generation:
         highlights: dict[int, list[tuple[int, int]]] = {}
         parts = []
-        for r, w in answers:
+        for c in answers:
+            r, w = c.reading, c.window
             text = blank_instructions(request.hits[w.n - 1].chunk.text)
             a, b = w.start + r.start, w.start + r.end
             sentence = next(((s, e) for s, e in sentence_spans(text) if s <= a < e), (a, b))
@@ -105,23 +148,26 @@ class ReaderBackend:
         if not text.rstrip().endswith((".", "!", "?")) and not _WHY_HOW.search(request.question):
             text += "."
         text = text[0].upper() + text[1:]
-        lead = according_to(request.hits[answers[0][1].n - 1].chunk.date, request.language or "fr")
+        lead = according_to(request.hits[answers[0].window.n - 1].chunk.date, request.language or "fr")
         return Generation(f"{lead} {text}" if lead else text, highlights=highlights, model=self.reader.name,
                           reading=reading)
 
 
-def _reading_dict(r: Reading, w: Window, threshold: float) -> dict:
-    return {"text": r.text, "n": w.n, "confidence": r.confidence, "margin": r.margin,
-            "threshold": round(threshold, 4), "accepted": bool(r.text) and r.confidence >= threshold}
+def _reading_dict(c: Candidate, threshold: float) -> dict:
+    r, w = c.reading, c.window
+    return {"text": r.text, "n": w.n, "confidence": c.probability, "reader_confidence": r.confidence,
+            "margin": r.margin, "threshold": round(threshold, 4), "features": c.features,
+            "accepted": bool(r.text) and c.probability >= threshold}
 
 
-def _missing_note(request: Request, best: Reading, window: Window) -> str:
-    """What the passages lack, as precisely as can be said."""
+def _missing_note(request: Request, best: Candidate) -> str:
+    """What the passages lack, as precisely as can be said: "the articles mention Mistral AI but not
+    who founded it" where the question's names are found and its asked words are not."""
     texts = " ".join(h.chunk.text for h in request.hits).lower()
     present = [n for n in question_names(request.question) if n.lower() in texts]
     subject = f"the articles mention {', '.join(present)} but" if present else "the passages are on the subject but"
-    rejected = (f"; best rejected span «{best.text}» [{window.n}] at confidence {best.confidence:.2f}"
-                if best.text else "")
+    rejected = (f"; best rejected span «{best.reading.text}» [{best.window.n}] at confidence {best.probability:.2f}"
+                if best.reading.text else "")
     return f"{subject} no passage answers the question (reader){rejected}"
 
 

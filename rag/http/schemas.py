@@ -162,10 +162,14 @@ class ReadingOut(BaseModel):
 
     text: str = Field(..., examples=["13 milliards de dollars cumulés"])
     n: int = Field(..., description="The passage [n] holding the span")
-    confidence: float = Field(..., description="Calibrated chance that the span answers the question")
+    confidence: float = Field(..., description="The verifier's chance that the span answers the question")
+    reader_confidence: float | None = Field(None, description="The reader's own calibrated confidence in its span")
     margin: float = Field(..., description="Span score minus the passage's no-answer score")
     threshold: float = Field(..., description="Confidence below which the reader abstains")
     accepted: bool
+    features: dict[str, float] = Field(default_factory=dict, description="What the verifier weighed: the margin, "
+                                       "retrieval cosines, the share of the question's words the span's sentence, "
+                                       "window and passage say, echo of the question, type mismatch")
 
 
 class AskOut(BaseModel):

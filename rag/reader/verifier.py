@@ -1,0 +1,158 @@
+"""The answerability verifier: does the reader's best span answer the question, or only sit near its subject?
+
+The reader's own score (its span's margin over "no answer") tells a window that holds an answer from
+one that does not, but not well enough on its own: a passage on the question's subject that lacks the
+fact asked ("the EAST reactor's duration record" for its temperature) still offers a span of the right
+shape. The verifier weighs that margin with evidence the reader does not see:
+
+- how strongly retrieval supports the passages (the best dense cosine) and the span's sentence
+  (its cosine with the question);
+- how much of what the question asks the span's sentence, its window and its passage say: the share
+  of the question's content words they contain, each word weighted by its rarity
+  (``common.text.weighted_terms``), so a sentence lacking "température" or "fondé" covers little;
+- whether the span only repeats the question, and whether it has the type asked (a number for "how
+  much", a date for "when").
+
+A logistic regression over these features, fitted by ``rag train verifier`` on PIAF questions the
+reader never trained on (``rag.reader.data.part_of``: the "verifier" part), each asked with its own
+article, without it, and with the passages that state its answer removed. Across languages (an English
+question over French passages) words cannot be compared, so a second fit without the word features
+decides. Both fits, the threshold and the measured metrics are stored in the reader's manifest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from common.text import content_terms, weighted_terms
+from rag.coverage import has_date, has_number, wants_amount, wants_date
+
+FEATURES = ("margin", "evidence", "sentence_cosine", "sentence_cover", "window_cover", "passage_cover",
+            "span_echo", "type_mismatch")
+WORD_FEATURES = ("sentence_cover", "window_cover", "passage_cover", "span_echo")
+MARGIN_CLIP = 20.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the verifier reads about one candidate answer: the question, the reader's span and margin,
+    the sentence, window and passage holding it, and the retrieval scores."""
+
+    question: str
+    language: str
+    span: str
+    margin: float
+    sentence: str
+    window: str
+    passage: str
+    passage_language: str
+    evidence: float
+    sentence_cosine: float
+
+
+def cover(weights: dict[str, float], text: str, language: str) -> float:
+    """The weighted share of the question's terms (``weights``) that ``text`` contains."""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    terms = content_terms(text, language)
+    return sum(w for term, w in weights.items() if term in terms) / total
+
+
+def features(e: Evidence) -> dict[str, float]:
+    """The verifier's features of one candidate (word features are 0 across languages)."""
+    language = e.passage_language or e.language or "fr"
+    weights = weighted_terms(e.question, language)
+    span_terms = content_terms(e.span, language)
+    asked = set(weights)
+    out = {
+        "margin": max(-MARGIN_CLIP, min(MARGIN_CLIP, e.margin)),
+        "evidence": e.evidence,
+        "sentence_cosine": e.sentence_cosine,
+        "sentence_cover": cover(weights, e.sentence, language),
+        "window_cover": cover(weights, e.window, language),
+        "passage_cover": cover(weights, e.passage, language),
+        "span_echo": len(span_terms & asked) / len(span_terms) if span_terms else 1.0,
+        "type_mismatch": float(type_mismatch(e.question, e.span)),
+    }
+    return out
+
+
+def type_mismatch(question: str, span: str) -> bool:
+    """True when the question asks for an amount or a date and the span states none."""
+    if wants_amount(question):
+        return not has_number(span)
+    if wants_date(question):
+        return not has_date(span)
+    return False
+
+
+def cross_language(e: Evidence) -> bool:
+    """True when the question and the passage are in different languages (word features say nothing)."""
+    return bool(e.language and e.passage_language and e.language != e.passage_language)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One logistic regression: feature names, their means and scales, weights and intercept."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    intercept: float
+
+    def probability(self, values: dict[str, float]) -> float:
+        """The fitted chance that the candidate answers the question."""
+        z = self.intercept + sum(w * (values[n] - m) / s for n, m, s, w in
+                                 zip(self.names, self.mean, self.scale, self.weights))
+        return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "mean": list(self.mean), "scale": list(self.scale),
+                "weights": list(self.weights), "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Fit:
+        return cls(tuple(d["names"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]),
+                   float(d["intercept"]))
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The two fits (same language, across languages) and the probability under which it abstains."""
+
+    same: Fit
+    across: Fit
+    threshold: float
+    evidence_floor: float | None = None
+    """The evidence under which the pipeline need not ask (almost no answerable question falls there)."""
+
+    def probability(self, e: Evidence) -> tuple[float, dict[str, float]]:
+        """The chance that the candidate answers, and the features it was computed from."""
+        values = features(e)
+        fit = self.across if cross_language(e) else self.same
+        return fit.probability(values), values
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> Verifier | None:
+        """The manifest's verifier, or None for a reader trained before it (its margin alone decides)."""
+        v = manifest.get("verifier")
+        if not v:
+            return None
+        floor = v.get("evidence_floor")
+        return cls(Fit.from_dict(v["same_language"]), Fit.from_dict(v["across_languages"]), float(v["threshold"]),
+                   None if floor is None else float(floor))
+
+
+def fit(rows: list[dict[str, float]], labels: list[int], names: tuple[str, ...], c: float = 1.0) -> Fit:
+    """A standardised logistic regression of ``labels`` on the ``names`` features of ``rows`` (scikit-learn)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[r[n] for n in names] for r in rows], dtype=float)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / scale, np.asarray(labels, dtype=int))
+    return Fit(names, tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])),
+               float(model.intercept_[0]))

@@ -1,0 +1,86 @@
+"""The answerability verifier: its features, its fits and how the reader backend uses it (scripted reader)."""
+import numpy as np
+import pytest
+
+from index.embedder import FakeEmbedder
+from index.types import Chunk
+from rag.backends import Request
+from rag.backends.reader import ReaderBackend
+from rag.reader.verifier import FEATURES, WORD_FEATURES, Evidence, Fit, Verifier, features, fit, type_mismatch
+from rag.types import Hit
+from tests.test_reader_backend import ScriptedReader
+
+QUESTION = "Quelle est la température record atteinte par le réacteur EAST ?"
+DURATION = "Le réacteur EAST a maintenu un plasma pendant 1 066 secondes, un record de durée."
+TEMPERATURE = "Le réacteur EAST a atteint une température record de 100 millions de degrés."
+
+
+def evidence(sentence: str, span: str, language: str = "fr", passage_language: str = "fr") -> Evidence:
+    return Evidence(QUESTION, language, span, 3.0, sentence, sentence, sentence, passage_language, 0.85, 0.84)
+
+
+def test_a_sentence_lacking_the_asked_word_covers_less_of_the_question():
+    near = features(evidence(DURATION, "1 066 secondes"))
+    right = features(evidence(TEMPERATURE, "100 millions de degrés"))
+    assert right["sentence_cover"] > near["sentence_cover"] + 0.15, (near, right)
+    assert set(near) == set(FEATURES)
+
+
+def test_a_span_repeating_the_question_echoes_it():
+    assert features(evidence(TEMPERATURE, "réacteur EAST"))["span_echo"] == 1.0
+    assert features(evidence(TEMPERATURE, "100 millions de degrés"))["span_echo"] == 0.0
+
+
+def test_type_mismatch_for_amounts_and_dates_only():
+    assert type_mismatch("Combien Microsoft a-t-il investi ?", "massivement")
+    assert not type_mismatch("Combien Microsoft a-t-il investi ?", "13 milliards de dollars")
+    assert type_mismatch("Quand le partenariat a-t-il commencé ?", "Azure")
+    assert not type_mismatch("En quelle année le partenariat a-t-il commencé ?", "en 2019")
+    assert not type_mismatch("Qui dirige Microsoft ?", "Satya Nadella")
+
+
+def test_the_fit_is_a_standardised_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    rows = [{"a": float(x), "b": float(y)} for x, y in rng.normal([5, -2], [2, 0.1], (400, 2))]
+    labels = [int(r["a"] + 20 * r["b"] + rng.normal() > -35) for r in rows]
+    f = fit(rows, labels, ("a", "b"))
+    x = np.array([[r["a"], r["b"]] for r in rows])
+    reference = LogisticRegression(max_iter=1000).fit((x - x.mean(0)) / x.std(0), labels)
+    expected = reference.predict_proba((x - x.mean(0)) / x.std(0))[:, 1]
+    assert [f.probability(r) for r in rows[:20]] == pytest.approx(expected[:20], abs=1e-6)
+    assert Fit.from_dict(f.to_dict()) == f
+
+
+def _verifier(threshold: float = 0.5) -> Verifier:
+    """Hand-set weights: coverage of the question's words by the span's sentence decides."""
+    def one(names):
+        return Fit(names, (0.0,) * len(names), (1.0,) * len(names),
+                   tuple(20.0 if n == "sentence_cover" else 0.0 for n in names), -16.0)
+    return Verifier(one(FEATURES), one(tuple(f for f in FEATURES if f not in WORD_FEATURES)), threshold, 0.7)
+
+
+def test_across_languages_the_fit_without_word_features_decides():
+    v = _verifier()
+    same, _ = v.probability(evidence(TEMPERATURE, "100 millions de degrés"))
+    across, values = v.probability(evidence(TEMPERATURE, "100 millions de degrés", language="en"))
+    assert same > 0.5 and across == pytest.approx(1 / (1 + np.exp(16.0)))
+    assert "sentence_cover" in values
+
+
+@pytest.mark.parametrize("text, answered", [(TEMPERATURE, True), (DURATION, False)])
+def test_the_backend_answers_only_what_the_verifier_accepts(text, answered):
+    reader = ScriptedReader("100 millions de degrés" if answered else "1 066 secondes", 0.9)
+    reader.manifest = {"verifier": {"same_language": _verifier().same.to_dict(),
+                                    "across_languages": _verifier().across.to_dict(),
+                                    "threshold": 0.5, "evidence_floor": 0.7}}
+    backend = ReaderBackend(FakeEmbedder(32), reader)
+    assert backend.evidence_floor == 0.7
+    chunk = Chunk("c1", "east", "EAST", text, 0, len(text), language="fr")
+    out = backend.generate(Request(QUESTION, (Hit(chunk, 0.9),), "fr"))
+    assert out.abstained != answered, out
+    assert out.reading["features"]["sentence_cover"] == pytest.approx(
+        features(evidence(text, out.reading["text"]))["sentence_cover"], abs=1e-4)
+    if not answered:
+        assert "EAST" in out.notes[0] and "1 066 secondes" in out.notes[0]
