@@ -34,12 +34,13 @@ class Settings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=20, description="Passages given to the backend (at most 20: each is read "
                        "sentence by sentence)")
-    backend: str = Field("extractive", description="Answer backend: extractive (default), reader, openai, llamacpp")
+    backend: str = Field("reader", description="Answer backend: reader (default: the trained reader and its "
+                         "verifier), extractive (whole sentences, no model beyond the embedder), openai, llamacpp")
     reader_dir: Path | None = Field(None, description="Folder of the reader's weights and manifest; default: the "
                                     "shipped rag/reader/weights (`rag train reader --out DIR` writes another)")
     read_windows: int = Field(4, ge=1, le=32, description="Passage windows the reader reads per question")
-    reader_threshold: float | None = Field(None, ge=0, le=1, description="Reader confidence below which it "
-                                           "abstains; default: the calibrated value in its manifest")
+    reader_threshold: float | None = Field(None, ge=0, le=1, description="Verifier probability below which the "
+                                           "reader abstains; default: the value chosen in its manifest")
     abstain_threshold: float = Field(0.818, description="Below this evidence (best dense cosine among the passages) "
                                      "the answer abstains; from `rag eval calibrate` on PIAF (README)")
     retrieval_mode: Mode = Field("hybrid", description="dense, lexical (BM25) or hybrid")
@@ -51,7 +52,7 @@ class Settings(BaseSettings):
     rerank_model: str = Field("", description="CrossEncoder name or path to rerank with; empty = no rerank")
     rerank_depth: int = Field(20, ge=1, le=200, description="Passages the reranker (or MMR) reorders")
     mmr_lambda: float = Field(1.0, ge=0, le=1, description="MMR relevance weight; 1 = MMR off")
-    reader_gate: bool = Field(False, description="Generative backends: do not send a question to the model when "
+    reader_gate: bool = Field(True, description="Generative backends: do not send a question to the model when "
                               "the reader finds no answer in any passage (the answer abstains), and serve the "
                               "reader's answer when the model's does not contain it")
     answer_sentences: int = Field(3, ge=1, le=10, description="Sentences the extractive backend returns at most")

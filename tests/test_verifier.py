@@ -39,26 +39,31 @@ def test_type_mismatch_for_amounts_and_dates_only():
     assert not type_mismatch("Qui dirige Microsoft ?", "Satya Nadella")
 
 
-def test_the_fit_is_a_standardised_logistic_regression():
-    from sklearn.linear_model import LogisticRegression
+def test_the_exported_trees_give_scikit_learns_probabilities():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from rag.reader.verifier import TREES
 
     rng = np.random.default_rng(0)
-    rows = [{"a": float(x), "b": float(y)} for x, y in rng.normal([5, -2], [2, 0.1], (400, 2))]
+    rows = [{"a": float(x), "b": float(y)} for x, y in rng.normal([5, -2], [2, 0.1], (600, 2))]
     labels = [int(r["a"] + 20 * r["b"] + rng.normal() > -35) for r in rows]
     f = fit(rows, labels, ("a", "b"))
     x = np.array([[r["a"], r["b"]] for r in rows])
-    reference = LogisticRegression(max_iter=1000).fit((x - x.mean(0)) / x.std(0), labels)
-    expected = reference.predict_proba((x - x.mean(0)) / x.std(0))[:, 1]
-    assert [f.probability(r) for r in rows[:20]] == pytest.approx(expected[:20], abs=1e-6)
+    expected = HistGradientBoostingClassifier(random_state=0, **TREES).fit(x, labels).predict_proba(x)[:, 1]
+    assert [f.probability(r) for r in rows] == pytest.approx(expected, abs=1e-9)
     assert Fit.from_dict(f.to_dict()) == f
 
 
 def _verifier(threshold: float = 0.5) -> Verifier:
-    """Hand-set weights: coverage of the question's words by the span's sentence decides."""
-    def one(names):
-        return Fit(names, (0.0,) * len(names), (1.0,) * len(names),
-                   tuple(20.0 if n == "sentence_cover" else 0.0 for n in names), -16.0)
-    return Verifier(one(FEATURES), one(tuple(f for f in FEATURES if f not in WORD_FEATURES)), threshold, 0.7)
+    """Hand-made trees: the share of the question's words in the span's sentence decides (>= 0.8 answers);
+    across languages, where words cannot be compared, nothing is accepted."""
+    split = {"feature": [FEATURES.index("sentence_cover"), 0, 0], "threshold": [0.8, 0.0, 0.0], "left": [1, 0, 0],
+             "right": [2, 0, 0], "leaf": [False, True, True], "value": [0.0, -5.0, 5.0],
+             "missing_left": [True, False, False]}
+    leaf = {"feature": [0], "threshold": [0.0], "left": [0], "right": [0], "leaf": [True], "value": [-16.0],
+            "missing_left": [False]}
+    return Verifier(Fit(FEATURES, 0.0, (split,)), Fit(tuple(f for f in FEATURES if f not in WORD_FEATURES), 0.0,
+                                                      (leaf,)), threshold, 0.7)
 
 
 def test_across_languages_the_fit_without_word_features_decides():

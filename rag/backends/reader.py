@@ -3,7 +3,9 @@ or abstains.
 
 Steps, for one question and its numbered passages:
 1. every passage sentence is scored against the question as the extractive backend does
-   (cosine + shared words); passages are cut into windows of whole sentences
+   (cosine + shared words), and for a question asking an amount or a date only the relevant sentences
+   stating one are kept (``answer_type_filter``: none, and it abstains); passages are cut into windows
+   of whole sentences
    (``rag.reader.inputs.windows``) and each window takes its best sentence's score;
 2. the ``read_windows`` best windows are read by the reader, which gives each its best answer
    span and a calibrated confidence that the span answers the question;
@@ -25,7 +27,7 @@ from pathlib import Path
 from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from rag.backends import Generation, Request, register
-from rag.backends.extractive import ExtractiveBackend
+from rag.backends.extractive import ExtractiveBackend, answer_type_filter
 from rag.coverage import question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
@@ -75,9 +77,12 @@ class ReaderBackend:
     def generate(self, request: Request) -> Generation:
         """The best span with its citation, or an abstention with the best rejected span."""
         sentences = self.sentences.candidates(request)
-        chosen = self.choose_windows(request, sentences)
-        if not chosen:
+        if not sentences:
             return Generation("", abstained=True, model=self.reader.name, notes=["no sentence in the passages"])
+        sentences, note = answer_type_filter(request.question, sentences)
+        if not sentences:  # "how much" / "when" with no relevant sentence stating a number / a date
+            return Generation("", abstained=True, model=self.reader.name, notes=[note])
+        chosen = self.choose_windows(request, sentences)
         texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
         readings = self.reader.read(request.question, texts)
         candidates = sorted(self.verify(request, sentences, readings, chosen), key=lambda c: -c.probability)

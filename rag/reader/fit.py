@@ -125,6 +125,24 @@ def rates(rows: list[dict], same, threshold: float | None = None) -> dict:
             "questions": len(by["own"])}
 
 
+def _key(reader_dir: Path, squad: Path, questions: int) -> dict:
+    from rag.reader.reader import WEIGHTS_FILE
+
+    return {"weights_sha256": file_sha256(Path(reader_dir) / WEIGHTS_FILE), "data_sha256": file_sha256(squad),
+            "questions": questions, "conditions": list(CONDITIONS), "features": list(FEATURES)}
+
+
+def _cached_rows(folder: Path, reader_dir: Path, squad: Path, questions: int) -> list[dict] | None:
+    """The candidates a previous fit read with the same weights, data and questions (features are theirs)."""
+    path = folder / "candidates.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(saved, dict) or saved.get("key") != _key(reader_dir, squad, questions):
+        return None
+    return saved["rows"]
+
+
 def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=print) -> dict:
     """Read the verifier part, fit both regressions, choose the threshold and write them into the manifest."""
     import numpy as np
@@ -139,9 +157,15 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     folder.mkdir(parents=True, exist_ok=True)
     corpus = squad_subset(squad, folder, lambda t: reader_data.part_of(t) == "verifier" or t in distractors,
                           "piaf-verifier.json")
-    pipeline = open_pipeline(settings, corpus, folder, reader_dir)
-    article_of = {c.title: c.article_id for c in pipeline.data.chunks}
-    rows = collect(pipeline, questions, article_of, log)
+    rows = _cached_rows(folder, reader_dir, squad, len(questions))
+    if rows is None:
+        pipeline = open_pipeline(settings, corpus, folder, reader_dir)
+        article_of = {c.title: c.article_id for c in pipeline.data.chunks}
+        rows = collect(pipeline, questions, article_of, log)
+        (folder / "candidates.json").write_text(json.dumps({"key": _key(reader_dir, squad, len(questions)),
+                                                            "rows": rows}, ensure_ascii=False), encoding="utf-8")
+    else:
+        log(f"{len(rows)} candidates read before by the same reader on the same questions ({folder})")
     usable = [r for r in rows if r["label"] is not None]
     labels = [r["label"] for r in usable]
     same = fit([r["features"] for r in usable], labels, FEATURES)

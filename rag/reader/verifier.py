@@ -9,11 +9,12 @@ shape. The verifier weighs that margin with evidence the reader does not see:
   (its cosine with the question);
 - how much of what the question asks the span's sentence, its window and its passage say: the share
   of the question's content words they contain, each word weighted by its rarity
-  (``common.text.weighted_terms``), so a sentence lacking "température" or "fondé" covers little;
+  (``common.text.weighted_terms``), and apart from its names the share and the rarest of the words
+  they lack: a passage naming Mistral AI without "fondé" lacks what is asked;
 - whether the span only repeats the question, and whether it has the type asked (a number for "how
   much", a date for "when").
 
-A logistic regression over these features, fitted by ``rag train verifier`` on PIAF questions the
+Gradient-boosted trees over these features, fitted by ``rag train verifier`` on PIAF questions the
 reader never trained on (``rag.reader.data.part_of``: the "verifier" part), each asked with its own
 article, without it, and with the passages that state its answer removed. Across languages (an English
 question over French passages) words cannot be compared, so a second fit without the word features
@@ -25,11 +26,12 @@ import math
 from dataclasses import dataclass
 
 from common.text import content_terms, weighted_terms
-from rag.coverage import has_date, has_number, wants_amount, wants_date
+from rag.coverage import has_date, has_number, question_names, wants_amount, wants_date
 
 FEATURES = ("margin", "evidence", "sentence_cosine", "sentence_cover", "window_cover", "passage_cover",
-            "span_echo", "type_mismatch")
-WORD_FEATURES = ("sentence_cover", "window_cover", "passage_cover", "span_echo")
+            "sentence_missing", "window_missing", "window_missing_max", "span_echo", "type_mismatch")
+WORD_FEATURES = ("sentence_cover", "window_cover", "passage_cover", "sentence_missing", "window_missing",
+                 "window_missing_max", "span_echo")
 MARGIN_CLIP = 20.0
 
 
@@ -59,13 +61,37 @@ def cover(weights: dict[str, float], text: str, language: str) -> float:
     return sum(w for term, w in weights.items() if term in terms) / total
 
 
+def asked_words(question: str, language: str) -> dict[str, float]:
+    """The question's weighted terms that are not part of a name: what it asks about ("fondé", "valorisation",
+    "température"), as opposed to whom or what it names ("Mistral AI", "OpenAI")."""
+    weights = weighted_terms(question, language)
+    names = content_terms(" ".join(question_names(question)), language)
+    return {term: w for term, w in weights.items() if term not in names}
+
+
+def missing(asked: dict[str, float], text: str, language: str) -> tuple[float, float]:
+    """The weighted share of the asked words that ``text`` lacks, and the largest missing weight (over 8)."""
+    total = sum(asked.values())
+    if not total:
+        return 0.0, 0.0
+    terms = content_terms(text, language)
+    lacking = [w for term, w in asked.items() if term not in terms]
+    return sum(lacking) / total, max(lacking, default=0.0) / 8.0
+
+
 def features(e: Evidence) -> dict[str, float]:
     """The verifier's features of one candidate (word features are 0 across languages)."""
     language = e.passage_language or e.language or "fr"
     weights = weighted_terms(e.question, language)
     span_terms = content_terms(e.span, language)
     asked = set(weights)
+    words = asked_words(e.question, language)
+    sentence_missing, _ = missing(words, e.sentence, language)
+    window_missing, window_missing_max = missing(words, e.window, language)
     out = {
+        "sentence_missing": sentence_missing,
+        "window_missing": window_missing,
+        "window_missing_max": window_missing_max,
         "margin": max(-MARGIN_CLIP, min(MARGIN_CLIP, e.margin)),
         "evidence": e.evidence,
         "sentence_cosine": e.sentence_cosine,
@@ -94,28 +120,39 @@ def cross_language(e: Evidence) -> bool:
 
 @dataclass(frozen=True)
 class Fit:
-    """One logistic regression: feature names, their means and scales, weights and intercept."""
+    """Gradient-boosted trees over the named features (scikit-learn's HistGradientBoostingClassifier, exported
+    as plain arrays so that the manifest is JSON and loading runs no pickle): each tree's nodes as parallel
+    lists of feature index, threshold, children and leaf value; the chance is the sigmoid of the baseline
+    plus one leaf value per tree."""
 
     names: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    weights: tuple[float, ...]
-    intercept: float
+    baseline: float
+    trees: tuple[dict, ...]
+
+    def raw(self, values: dict[str, float]) -> float:
+        """The boosted score (log-odds) of one candidate."""
+        x = [values[n] for n in self.names]
+        total = self.baseline
+        for tree in self.trees:
+            node = 0
+            while not tree["leaf"][node]:
+                v = x[tree["feature"][node]]
+                left = tree["missing_left"][node] if math.isnan(v) else v <= tree["threshold"][node]
+                node = tree["left"][node] if left else tree["right"][node]
+            total += tree["value"][node]
+        return total
 
     def probability(self, values: dict[str, float]) -> float:
         """The fitted chance that the candidate answers the question."""
-        z = self.intercept + sum(w * (values[n] - m) / s for n, m, s, w in
-                                 zip(self.names, self.mean, self.scale, self.weights))
+        z = self.raw(values)
         return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "mean": list(self.mean), "scale": list(self.scale),
-                "weights": list(self.weights), "intercept": self.intercept}
+        return {"names": list(self.names), "baseline": self.baseline, "trees": list(self.trees)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Fit:
-        return cls(tuple(d["names"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]),
-                   float(d["intercept"]))
+        return cls(tuple(d["names"]), float(d["baseline"]), tuple(d["trees"]))
 
 
 @dataclass(frozen=True)
@@ -145,14 +182,24 @@ class Verifier:
                    None if floor is None else float(floor))
 
 
-def fit(rows: list[dict[str, float]], labels: list[int], names: tuple[str, ...], c: float = 1.0) -> Fit:
-    """A standardised logistic regression of ``labels`` on the ``names`` features of ``rows`` (scikit-learn)."""
+# Measured by 5-fold cross-validation over the verifier part's questions (README): at 95% of answerable
+# questions answered, trees abstain on 87.4% of questions whose article is hidden, a logistic regression
+# over the same features on 76.2%.
+TREES = {"max_iter": 200, "learning_rate": 0.05, "max_depth": 3, "l2_regularization": 1.0, "min_samples_leaf": 40}
+
+
+def fit(rows: list[dict[str, float]], labels: list[int], names: tuple[str, ...], seed: int = 0) -> Fit:
+    """Boosted trees of ``labels`` on the ``names`` features of ``rows`` (``TREES``), exported to a ``Fit``."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     x = np.array([[r[n] for n in names] for r in rows], dtype=float)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    model = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / scale, np.asarray(labels, dtype=int))
-    return Fit(names, tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])),
-               float(model.intercept_[0]))
+    model = HistGradientBoostingClassifier(random_state=seed, **TREES).fit(x, np.asarray(labels, dtype=int))
+    trees = []
+    for (predictor,) in model._predictors:  # one tree per iteration for a binary target
+        nodes = predictor.nodes
+        trees.append({"feature": nodes["feature_idx"].tolist(), "threshold": nodes["num_threshold"].tolist(),
+                      "left": nodes["left"].tolist(), "right": nodes["right"].tolist(),
+                      "leaf": nodes["is_leaf"].astype(bool).tolist(), "value": nodes["value"].tolist(),
+                      "missing_left": nodes["missing_go_to_left"].astype(bool).tolist()})
+    return Fit(tuple(names), float(np.ravel(model._baseline_prediction)[0]), tuple(trees))
