@@ -156,6 +156,32 @@ def _exonyms() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items() if v}
 
 
+# A measure the question names, and the units a sentence stating it would use. "Quelle est la température
+# record ?" is not answered by a duration in seconds, nor "what does the ticket cost?" by a number of stations.
+_MEASURES = (
+    ("a temperature", r"\b(températures?|temperatures?|how hot)\b",
+     r"°|\b(degrés?|degrees?|kelvins?|celsius|fahrenheit)\b"),
+    ("a price", r"\b(quel est le prix|combien co[uû]te|co[uû]te(?:nt)?-(?:il|elle|ils|elles)|tarifs?|price of|fares?|"
+                r"how much (?:does|do|did|is|are) .* cost)\b",
+     r"[€$£¥]|\b(euros?|dollars?|francs?|livres?|pounds?|centimes?|cents?|gratuit\w*|free)\b"),
+    ("a duration", r"\b(durée|combien de temps|pendant combien|how long|duration)\b",
+     r"\b(secondes?|minutes?|heures?|jours?|semaines?|mois|ans|années?|siècles?|seconds?|hours?|days?|weeks?|"
+     r"months?|years?|centur(?:y|ies))\b"),
+    ("a distance", r"\b(distance|longueur|profondeur|hauteur|how far|how deep|how tall|length|depth|height)\b",
+     r"\b(km|kilomètres?|mètres?|m|cm|miles?|kilometres?|kilometers?|metres?|meters?|feet|ft)\b"),
+    ("a percentage", r"\b(pourcentage|percentage)\b", r"%|\b(pour ?cent|percent)\b"),
+)
+
+
+def wants_measure(question: str) -> tuple[str, re.Pattern] | None:
+    """The measure the question asks for ("a temperature", …) and the pattern of its units, or None. (Not "prix"
+    alone: "quel prix a-t-il reçu ?" asks for an award.)"""
+    for kind, asked, units in _MEASURES:
+        if re.search(asked, question, re.IGNORECASE):
+            return kind, re.compile(units, re.IGNORECASE)
+    return None
+
+
 def wants_amount(question: str) -> bool:
     """True when the question asks for a quantity (how much, combien, what percentage, …)."""
     return bool(_AMOUNT_QUESTION.search(question))

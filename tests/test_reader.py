@@ -56,8 +56,29 @@ def test_shipped_reader_matches_its_manifest():
     piaf = ROOT.parent / "shared" / "datasets" / "piaf-v1.0" / "piaf-v1.0.json"
     if piaf.exists():
         assert file_sha256(piaf) == manifest["data"]["sha256"], "the reader was trained on another PIAF file"
-    for key in ("command", "seed", "threshold", "calibration", "metrics", "check"):
+    for key in ("command", "seed", "threshold", "calibration", "metrics", "check", "verifier"):
         assert key in manifest
+    verifier = manifest["verifier"]
+    assert file_sha256(WEIGHTS_DIR / verifier["file"]) == verifier["sha256"]
+    if piaf.exists():
+        assert verifier["data"]["sha256"] == manifest["data"]["sha256"], "reader and verifier from one PIAF file"
+    for key in ("command", "threshold", "evidence_floor", "metrics", "check"):
+        assert key in verifier
+
+
+@needs_weights
+def test_shipped_verifier_reproduces_its_recorded_probabilities():
+    from rag.reader.reader import VERIFIER_FILE
+    from rag.reader.verifier import Fit
+
+    manifest = json.loads((WEIGHTS_DIR / MANIFEST_FILE).read_text(encoding="utf-8"))
+    same = Fit.from_dict(json.loads((WEIGHTS_DIR / VERIFIER_FILE).read_text(encoding="utf-8"))["same_language"])
+    check = manifest["verifier"]["check"]
+    assert {c["condition"] for c in check} == {"own", "hidden", "removed"}
+    for c in check:
+        assert same.probability(c["features"]) == pytest.approx(c["probability"], abs=1e-6)
+    metrics = manifest["verifier"]["metrics"]["verifier_part"]
+    assert metrics["answered_own"] >= 0.95 and metrics["threshold"] == manifest["verifier"]["threshold"]
 
 
 @needs_weights

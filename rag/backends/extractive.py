@@ -20,7 +20,7 @@ from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from common.text import content_terms, detect_language
 from rag.backends import Generation, Request, register
-from rag.coverage import has_date, has_number, wants_amount, wants_date
+from rag.coverage import has_date, has_number, wants_amount, wants_date, wants_measure
 from rag.when import according_to
 
 LEXICAL_WEIGHT = 0.15  # weight of the share of question terms a sentence contains
@@ -167,12 +167,17 @@ def dated(chosen: list[Candidate], dates: dict[int, str], language: str) -> str:
 
 def answer_type_filter(question: str, candidates: list[Candidate],
                        margin: float = TYPE_MARGIN) -> tuple[list[Candidate], str]:
-    """Only sentences of the kind the question asks for: a number for "how much", a date for "when".
+    """Only sentences of the kind the question asks for: a number for "how much", a date for "when", a number
+    with its unit for a measure ("quelle température", "what does it cost": degrees, a currency).
 
     The typed sentence must also be about as relevant as the best sentence overall: a number in a
     sentence on another subject does not answer "how much".
     """
-    if wants_amount(question):
+    measure = wants_measure(question)
+    if measure is not None:
+        kind, units = measure
+        test = lambda sentence: bool(units.search(sentence))  # noqa: E731  ("cinq ans": units, no digit)
+    elif wants_amount(question):
         kind, test = "an amount", has_number
     elif wants_date(question):
         kind, test = "a date", has_date

@@ -34,6 +34,7 @@ from rag.reader.verifier import FEATURES, WORD_FEATURES, fit
 ANSWERED = 0.95
 DISTRACTOR_ARTICLES = 34  # reader-part articles indexed beside the verifier part's 19: 53, as for the held-out eval
 CONDITIONS = ("own", "hidden", "removed")
+CHECK_ROWS = 24
 EVIDENCE_FLOOR_SHARE = 0.005  # the pipeline's cosine gate for the reader: under it, 0.5% of answerable questions
 
 
@@ -125,6 +126,16 @@ def rates(rows: list[dict], same, threshold: float | None = None) -> dict:
             "questions": len(by["own"])}
 
 
+def check_rows(rows: list[dict], same, count: int = CHECK_ROWS) -> list[dict]:
+    """A few candidates of each condition with their features and probability, for the reproduction test."""
+    out = []
+    for condition in CONDITIONS:
+        picked = [r for r in rows if r["condition"] == condition][:count // len(CONDITIONS)]
+        out += [{"condition": condition, "span": r["span"], "features": r["features"],
+                 "probability": round(same.probability(r["features"]), 6)} for r in picked]
+    return out
+
+
 def _key(reader_dir: Path, squad: Path, questions: int) -> dict:
     from rag.reader.reader import WEIGHTS_FILE
 
@@ -147,7 +158,7 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     """Read the verifier part, fit both regressions, choose the threshold and write them into the manifest."""
     import numpy as np
 
-    from rag.reader.reader import MANIFEST_FILE
+    from rag.reader.reader import MANIFEST_FILE, VERIFIER_FILE
 
     started = time.time()
     questions = reader_data.read_questions(squad, "verifier")[:limit or None]
@@ -176,8 +187,11 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     across_rates = rates(rows, across)
     path = Path(reader_dir) / MANIFEST_FILE
     manifest = json.loads(path.read_text(encoding="utf-8"))
+    fits = Path(reader_dir) / VERIFIER_FILE
+    fits.write_text(json.dumps({"same_language": same.to_dict(), "across_languages": across.to_dict()},
+                               separators=(",", ":")) + "\n", encoding="utf-8")
     manifest["verifier"] = {
-        "same_language": same.to_dict(), "across_languages": across.to_dict(), "threshold": measured["threshold"],
+        "file": VERIFIER_FILE, "sha256": file_sha256(fits), "threshold": measured["threshold"],
         "evidence_floor": None if floor is None else round(floor, 4),
         "command": "rag train verifier " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "verifier"]
         else "rag train verifier",
@@ -185,6 +199,7 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
                  "part": "verifier", "distractor_articles": DISTRACTOR_ARTICLES, "candidates": len(rows),
                  "positives": sum(labels), "negatives": len(labels) - sum(labels), "limit": limit},
         "metrics": {"verifier_part": measured, "verifier_part_across_fit": across_rates},
+        "check": check_rows(rows, same),
         "seconds": round(time.time() - started),
     }
     tmp_path = path.with_suffix(".tmp")

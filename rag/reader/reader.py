@@ -19,6 +19,7 @@ from rag.reader.inputs import PAD, Pair, encode_pair
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "reader.safetensors"
 MANIFEST_FILE = "manifest.json"
+VERIFIER_FILE = "verifier.json"  # the answerability verifier's trees (rag train verifier), beside the weights
 MAX_ANSWER_TOKENS = 40
 TRAILING = " \t\n,;:.!?»)(«\"'"
 
@@ -63,6 +64,10 @@ class Reader:
         if not weights.exists() or not manifest_path.exists():
             raise ModelError(f"no trained reader in {weights_dir}; run `rag train reader` or reinstall the project")
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        verifier = manifest.get("verifier") or {}
+        if verifier.get("file"):  # the trees are kept apart from the manifest people read
+            fits = json.loads((Path(weights_dir) / verifier["file"]).read_text(encoding="utf-8"))
+            manifest = {**manifest, "verifier": {**verifier, **fits}}
         base = load_file(str(Path(base_folder) / "model.safetensors"))
         net = ReaderNet(base["embeddings.word_embeddings.weight"].shape[0], manifest["frozen_layers"])
         net.load_base(base)
