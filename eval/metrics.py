@@ -159,7 +159,7 @@ class SupportTest:
 
     def supports(self, claim: str, passage: str, embedder: CachedEmbedder, language: str = "fr") -> bool:
         """True when ``passage`` supports ``claim`` by the documented test."""
-        if find_span(passage, strip_marks(claim)):
+        if find_span(passage, strip_marks(claim).strip(" .\u00a0«»\"")):  # a quotation, marks and all
             return True
         units = [passage[a:b] for a, b in sentence_spans(passage)] or [passage]
         vectors = embedder.embed([claim, *units])
