@@ -31,6 +31,7 @@ lint: install
 test: install browser lint
 	$(PY) -m pytest
 	$(VENV)/bin/rag eval answers --corpus corpus --out var/eval  # quality gate: eval/thresholds.toml
+	$(VENV)/bin/rag eval answers --corpus corpus --backend reader --out var/eval/reader  # the reader's gate
 
 bench: install
 	$(PY) bench/ingest.py

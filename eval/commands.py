@@ -202,12 +202,14 @@ def _cmd_eval_reader(args) -> int:
     squad = Path(args.squad)
     if not squad.is_file():
         raise InputError(f"{squad}: no such SQuAD file; pass --squad FILE")
-    records = run(squad, settings, args.limit, progress=_progress_lines)
     gate, shipped = reader_gate(settings)
-    summary = {"at_shipped_threshold": summarise(records, gate, threshold=shipped),
-               f"at_{args.min_answered:.0%}_answered": summarise(records, gate, args.min_answered)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    records = run(squad, settings, args.limit, progress=_progress_lines)
+    (out / "reader-held-out.json").write_text(json.dumps({"records": records}, ensure_ascii=False),
+                                              encoding="utf-8")  # kept whatever happens next
+    summary = {"at_shipped_threshold": summarise(records, gate, threshold=shipped),
+               f"at_{args.min_answered:.0%}_answered": summarise(records, gate, args.min_answered)}
     (out / "reader-held-out.json").write_text(json.dumps({"summary": summary, "records": records},
                                                          ensure_ascii=False, indent=1), encoding="utf-8")
     if args.record:

@@ -122,10 +122,10 @@ def format_summary(s: dict) -> str:
 
 def reader_gate(settings) -> tuple[float, float]:
     """The cosine gate the pipeline applies before the reader, and the reader's shipped threshold."""
-    from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR
+    from rag.reader.reader import WEIGHTS_DIR, read_manifest
     from rag.reader.verifier import Verifier
 
-    manifest = json.loads((Path(settings.reader_dir or WEIGHTS_DIR) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest = read_manifest(Path(settings.reader_dir or WEIGHTS_DIR))
     verifier = Verifier.from_manifest(manifest)
     if verifier is None:
         return settings.abstain_threshold, float(manifest.get("threshold", 0.5))

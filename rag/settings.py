@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=20, description="Passages given to the backend (at most 20: each is read "
                        "sentence by sentence)")
-    backend: str = Field("reader", description="Answer backend: reader (default: the trained reader and its "
-                         "verifier), extractive (whole sentences, no model beyond the embedder), openai, llamacpp")
+    backend: str = Field("extractive", description="Answer backend: extractive (default: whole sentences), reader "
+                         "(the trained reader and its verifier: spans), openai, llamacpp")
     reader_dir: Path | None = Field(None, description="Folder of the reader's weights and manifest; default: the "
                                     "shipped rag/reader/weights (`rag train reader --out DIR` writes another)")
     read_windows: int = Field(4, ge=1, le=32, description="Passage windows the reader reads per question")

@@ -115,8 +115,6 @@ def cited(answer):
     return [by_n[int(n)] for n in re.findall(r"\[(\d+)\]", answer.answer)]
 
 
-@needs_weights
-@pytest.mark.slow
 # Known failure, kept visible (strict: the test fails the day it passes, so it is then made a plain test):
 # the article lists Mistral AI among OpenAI's competitors; at the threshold that answers 95% of PIAF's
 # answerable questions, the verifier accepts the span "Microsoft" (0.10 against 0.025) from a sentence that
@@ -125,6 +123,8 @@ MISTRAL = pytest.param("Qui a fondé Mistral AI ?", marks=pytest.mark.xfail(
     strict=True, reason="the verifier accepts a span of a sentence without the asked word (README)"))
 
 
+@needs_weights
+@pytest.mark.slow
 @pytest.mark.parametrize("question", [
     MISTRAL,
     "Quel est le prix du billet de métro à Rome ?",

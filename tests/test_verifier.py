@@ -74,18 +74,23 @@ def test_across_languages_the_fit_without_word_features_decides():
     assert "sentence_cover" in values
 
 
-@pytest.mark.parametrize("text, answered", [(TEMPERATURE, True), (DURATION, False)])
-def test_the_backend_answers_only_what_the_verifier_accepts(text, answered):
-    reader = ScriptedReader("100 millions de degrés" if answered else "1 066 secondes", 0.9)
+FOUNDED = "Mistral AI a été fondé en 2023 par Arthur Mensch."
+LISTED = "OpenAI affronte des concurrents comme Anthropic, Mistral AI et Meta."
+
+
+@pytest.mark.parametrize("text, span, answered", [(FOUNDED, "Arthur Mensch", True), (LISTED, "Anthropic", False)])
+def test_the_backend_answers_only_what_the_verifier_accepts(text, span, answered):
+    question = "Qui a fondé Mistral AI ?"
+    reader = ScriptedReader(span, 0.9)
     reader.manifest = {"verifier": {"same_language": _verifier().same.to_dict(),
                                     "across_languages": _verifier().across.to_dict(),
                                     "threshold": 0.5, "evidence_floor": 0.7}}
     backend = ReaderBackend(FakeEmbedder(32), reader)
     assert backend.evidence_floor == 0.7
-    chunk = Chunk("c1", "east", "EAST", text, 0, len(text), language="fr")
-    out = backend.generate(Request(QUESTION, (Hit(chunk, 0.9),), "fr"))
+    chunk = Chunk("c1", "mistral", "Mistral AI", text, 0, len(text), language="fr")
+    out = backend.generate(Request(question, (Hit(chunk, 0.9),), "fr"))
     assert out.abstained != answered, out
-    assert out.reading["features"]["sentence_cover"] == pytest.approx(
-        features(evidence(text, out.reading["text"]))["sentence_cover"], abs=1e-4)
+    expected = features(Evidence(question, "fr", span, 2.0, text, text, text, "fr", 0.9, 0.0))["sentence_cover"]
+    assert out.reading["features"]["sentence_cover"] == pytest.approx(expected, abs=1e-4)
     if not answered:
-        assert "EAST" in out.notes[0] and "1 066 secondes" in out.notes[0]
+        assert "the articles mention Mistral" in out.notes[0] and "«Anthropic»" in out.notes[0]

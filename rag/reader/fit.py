@@ -198,7 +198,8 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
         "data": {"file": Path(squad).name, "sha256": file_sha256(squad), "questions": len(questions),
                  "part": "verifier", "distractor_articles": DISTRACTOR_ARTICLES, "candidates": len(rows),
                  "positives": sum(labels), "negatives": len(labels) - sum(labels), "limit": limit},
-        "metrics": {"verifier_part": measured, "verifier_part_across_fit": across_rates},
+        "metrics": {"verifier_part": measured, "verifier_part_across_fit": across_rates,
+                    "cross_validation": cross_validate(rows, log=log)},
         "check": check_rows(rows, same),
         "seconds": round(time.time() - started),
     }
@@ -207,3 +208,36 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     tmp_path.replace(path)
     log(json.dumps(manifest["verifier"]["metrics"], indent=1))
     return manifest["verifier"]
+
+
+def cross_validate(rows: list[dict], folds: int = 5, log=print) -> dict[str, dict]:
+    """Question-level rates at ``ANSWERED`` of answerable questions answered, each fold's questions scored by
+    trees fitted on the other folds: all features, without the word features, and the reader's margin alone
+    (recorded by ``rag train verifier`` in the manifest, ``metrics.cross_validation``)."""
+    import numpy as np
+
+    ids = sorted({r["id"] for r in rows})
+    np.random.default_rng(0).shuffle(ids)
+    fold_of = {i: k % folds for k, i in enumerate(ids)}
+    variants = {"trees, all features": FEATURES,
+                "trees, no word features": tuple(f for f in FEATURES if f not in WORD_FEATURES),
+                "trees, the reader's margin alone": ("margin",)}
+    out = {}
+    for name, names in variants.items():
+        scored = []
+        for k in range(folds):
+            train = [r for r in rows if fold_of[r["id"]] != k and r["label"] is not None]
+            model = fit([r["features"] for r in train], [r["label"] for r in train], names)
+            scored += [{**r, "features": {"_cv": model.probability(r["features"])}}
+                       for r in rows if fold_of[r["id"]] == k]
+        out[name] = rates(scored, _Scored())
+        log(f"{name}: {json.dumps(out[name])}")
+    return out
+
+
+class _Scored:
+    """Reads a row's cross-validated probability where ``rates`` expects a fit."""
+
+    def probability(self, features: dict) -> float:
+        return features["_cv"]
+

@@ -63,11 +63,7 @@ class Reader:
         manifest_path, weights = Path(weights_dir) / MANIFEST_FILE, Path(weights_dir) / WEIGHTS_FILE
         if not weights.exists() or not manifest_path.exists():
             raise ModelError(f"no trained reader in {weights_dir}; run `rag train reader` or reinstall the project")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        verifier = manifest.get("verifier") or {}
-        if verifier.get("file"):  # the trees are kept apart from the manifest people read
-            fits = json.loads((Path(weights_dir) / verifier["file"]).read_text(encoding="utf-8"))
-            manifest = {**manifest, "verifier": {**verifier, **fits}}
+        manifest = read_manifest(weights_dir)
         base = load_file(str(Path(base_folder) / "model.safetensors"))
         net = ReaderNet(base["embeddings.word_embeddings.weight"].shape[0], manifest["frozen_layers"])
         net.load_base(base)
@@ -114,6 +110,17 @@ class Reader:
         """The calibrated chance that a window with this margin holds a right answer."""
         z = self.scale * margin + self.offset
         return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
+
+
+def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """The reader's manifest, with the verifier's trees read in from their own file."""
+    folder = Path(weights_dir)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    verifier = manifest.get("verifier") or {}
+    if verifier.get("file"):  # the trees are kept apart from the manifest people read
+        fits = json.loads((folder / verifier["file"]).read_text(encoding="utf-8"))
+        manifest = {**manifest, "verifier": {**verifier, **fits}}
+    return manifest
 
 
 def best_span(start, end, positions) -> tuple[int, int, float]:
