@@ -9,7 +9,7 @@ question once to warm it up, then for each number of clients sends ``--requests`
 stops a level after ``--budget`` seconds) from that many concurrent clients. ``--workers N`` serves
 with N processes on the one index (``uvicorn --workers N``; each follows the folder), ``--faiss-threads``
 sets ``RAG_FAISS_THREADS`` (0: FAISS's default, every core). Loopback only; the server is stopped at
-the end. Targets at 1 client: p95 <= 300 ms with the reader (the default), <= 100 ms with the extractive backend.
+the end. Targets at 1 client: p95 <= 300 ms with the reader, <= 100 ms with the extractive backend (the default).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=200, help="requests per level (default 200)")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
-    p.add_argument("--backend", default="reader", help="answer backend of every request (default reader)")
+    p.add_argument("--backend", default="reader", help="answer backend of each request (default: reader)")
     p.add_argument("--mode", default=None, help="retrieval mode sent with each question (default: the server's)")
     p.add_argument("--budget", type=float, default=120.0, help="seconds at most per level")
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds to wait for the index and model")
