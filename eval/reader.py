@@ -138,11 +138,9 @@ def reader_gate(settings) -> tuple[float, float]:
 def record(summary: dict, weights_dir: Path | None = None) -> None:
     """Write the end-to-end metrics into the reader's manifest (its threshold stays the one chosen where the
     verifier was fitted: the held-out part measures, it does not tune)."""
-    from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR
+    from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, write_manifest
 
-    path = Path(weights_dir or WEIGHTS_DIR) / MANIFEST_FILE
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    folder = Path(weights_dir or WEIGHTS_DIR)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     manifest.setdefault("metrics", {})["piaf_held_out_end_to_end"] = summary
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_manifest(folder, manifest)

@@ -82,10 +82,7 @@ class ReaderBackend:
         sentences, note = answer_type_filter(request.question, sentences)
         if not sentences:  # "how much" / "when" with no relevant sentence stating a number / a date
             return Generation("", abstained=True, model=self.reader.name, notes=[note])
-        chosen = self.choose_windows(request, sentences)
-        texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
-        readings = self.reader.read(request.question, texts)
-        candidates = sorted(self.verify(request, sentences, readings, chosen), key=lambda c: -c.probability)
+        candidates = sorted(self.read_candidates(request, sentences), key=lambda c: -c.probability)
         best = candidates[0]
         reading = _reading_dict(best, self.threshold)
         if best.probability < self.threshold or not best.reading.text:
@@ -93,6 +90,12 @@ class ReaderBackend:
                               notes=[_missing_note(request, best)])
         answers = [best] + (self._more(candidates) if _LIST.search(request.question) else [])
         return self._answer(request, answers, reading)
+
+    def read_candidates(self, request: Request, sentences: list) -> list[Candidate]:
+        """The best windows (by their sentences' scores) read in one batch, each reading verified."""
+        chosen = self.choose_windows(request, sentences)
+        texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
+        return self.verify(request, sentences, self.reader.read(request.question, texts), chosen)
 
     def choose_windows(self, request: Request, sentences: list | None = None) -> list[Window]:
         """The windows to read: those holding the best-scoring sentences, best first."""
@@ -166,8 +169,8 @@ def _reading_dict(c: Candidate, threshold: float) -> dict:
 
 
 def _missing_note(request: Request, best: Candidate) -> str:
-    """What the passages lack, as precisely as can be said: "the articles mention Mistral AI but not
-    who founded it" where the question's names are found and its asked words are not."""
+    """What the passages lack, as precisely as can be said: the question's names they mention, and the
+    best span rejected with its probability."""
     texts = " ".join(h.chunk.text for h in request.hits).lower()
     present = [n for n in question_names(request.question) if n.lower() in texts]
     subject = f"the articles mention {', '.join(present)} but" if present else "the passages are on the subject but"

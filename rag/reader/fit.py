@@ -74,13 +74,9 @@ def candidates(pipeline, question: reader_data.Question, condition: str, article
         return []
     backend = pipeline.backend("reader")
     request = Request(question.question, tuple(hits), detect_language(question.question, default="fr"))
-    sentences = backend.sentences.candidates(request)
-    chosen = backend.choose_windows(request, sentences)
     texts = [h.chunk.text for h in hits]
-    readings = backend.reader.read(question.question, [texts[w.n - 1][w.start:w.end] for w in chosen])
-    out = backend.verify(request, sentences, readings, chosen)
     return [replace(c, features={**c.features, "_window": texts[c.window.n - 1][c.window.start:c.window.end]})
-            for c in out]
+            for c in backend.read_candidates(request, backend.sentences.candidates(request))]
 
 
 def label(question: reader_data.Question, condition: str, candidate) -> int | None:
@@ -158,7 +154,7 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     """Read the verifier part, fit both regressions, choose the threshold and write them into the manifest."""
     import numpy as np
 
-    from rag.reader.reader import MANIFEST_FILE, VERIFIER_FILE
+    from rag.reader.reader import MANIFEST_FILE, VERIFIER_FILE, write_manifest
 
     started = time.time()
     questions = reader_data.read_questions(squad, "verifier")[:limit or None]
@@ -203,9 +199,7 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
         "check": check_rows(rows, same),
         "seconds": round(time.time() - started),
     }
-    tmp_path = path.with_suffix(".tmp")
-    tmp_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp_path.replace(path)
+    write_manifest(reader_dir, manifest)
     log(json.dumps(manifest["verifier"]["metrics"], indent=1))
     return manifest["verifier"]
 

@@ -123,6 +123,13 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     return manifest
 
 
+def write_manifest(weights_dir: Path, manifest: dict) -> None:
+    """Write the manifest through a temporary file and a rename, so a reader never sees half of it."""
+    tmp = Path(weights_dir) / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(Path(weights_dir) / MANIFEST_FILE)
+
+
 def best_span(start, end, positions) -> tuple[int, int, float]:
     """The token positions (i <= j < i + MAX_ANSWER_TOKENS, both in ``positions``) with the highest
     start + end score, and that score's margin over the no-answer score at position 0."""

@@ -29,7 +29,7 @@ import numpy as np
 from common.paths import file_sha256
 from rag.reader import data as reader_data
 from rag.reader.inputs import EOS, PAD, encode_pair, token_span
-from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span
+from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, best_span, write_manifest
 
 FROZEN = 6
 EPOCHS = 4
@@ -91,11 +91,11 @@ def train(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.trained_state().items()}
     safetensors.torch.save_file(state, str(out_dir / WEIGHTS_FILE))
-    _write_manifest(out_dir, manifest)
+    write_manifest(out_dir, manifest)
     reader = Reader.load(base_folder, out_dir)
     manifest["weights_sha256"] = file_sha256(out_dir / WEIGHTS_FILE)
     manifest["check"] = _check_readings(reader, test_ex)
-    _write_manifest(out_dir, manifest)
+    write_manifest(out_dir, manifest)
     log(json.dumps(manifest["metrics"], indent=1))
     return manifest
 
@@ -269,17 +269,11 @@ def recalibrate(squad: Path, base_folder: Path, out_dir: Path = WEIGHTS_DIR, log
     manifest = {**old, "calibration": fresh["calibration"], "threshold": fresh["threshold"],
                 "metrics": {**old.get("metrics", {}), "windows": fresh["metrics"]["windows"]}}
     manifest["data"] = {**old.get("data", {}), "sha256": fresh["data"]["sha256"]}
-    _write_manifest(out_dir, manifest)
+    write_manifest(out_dir, manifest)
     manifest["check"] = _check_readings(Reader.load(base_folder, out_dir), test_ex)
-    _write_manifest(out_dir, manifest)
+    write_manifest(out_dir, manifest)
     log(json.dumps(manifest["metrics"]["windows"], indent=1))
     return manifest
-
-
-def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    tmp = Path(out_dir) / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(Path(out_dir) / MANIFEST_FILE)
 
 
 def _check_readings(reader: Reader, examples) -> list[dict]:

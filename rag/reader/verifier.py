@@ -22,6 +22,7 @@ decides. Both fits, the threshold and the measured metrics are stored in the rea
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -61,12 +62,19 @@ def cover(weights: dict[str, float], text: str, language: str) -> float:
     return sum(w for term, w in weights.items() if term in terms) / total
 
 
+@functools.lru_cache(maxsize=256)
 def asked_words(question: str, language: str) -> dict[str, float]:
     """The question's weighted terms that are not part of a name: what it asks about ("fondé", "valorisation",
     "température"), as opposed to whom or what it names ("Mistral AI", "OpenAI")."""
-    weights = weighted_terms(question, language)
+    weights = _question_terms(question, language)
     names = content_terms(" ".join(question_names(question)), language)
     return {term: w for term, w in weights.items() if term not in names}
+
+
+@functools.lru_cache(maxsize=256)
+def _question_terms(question: str, language: str) -> dict[str, float]:
+    """The question's weighted terms, once per question (every window read weighs them again). Read only."""
+    return weighted_terms(question, language)
 
 
 def missing(asked: dict[str, float], text: str, language: str) -> tuple[float, float]:
@@ -82,7 +90,7 @@ def missing(asked: dict[str, float], text: str, language: str) -> tuple[float, f
 def features(e: Evidence) -> dict[str, float]:
     """The verifier's features of one candidate (word features are 0 across languages)."""
     language = e.passage_language or e.language or "fr"
-    weights = weighted_terms(e.question, language)
+    weights = _question_terms(e.question, language)
     span_terms = content_terms(e.span, language)
     asked = set(weights)
     words = asked_words(e.question, language)
