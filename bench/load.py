@@ -9,7 +9,7 @@ question once to warm it up, then for each number of clients sends ``--requests`
 stops a level after ``--budget`` seconds) from that many concurrent clients. ``--workers N`` serves
 with N processes on the one index (``uvicorn --workers N``; each follows the folder), ``--faiss-threads``
 sets ``RAG_FAISS_THREADS`` (0: FAISS's default, every core). Loopback only; the server is stopped at
-the end. Targets at 1 client: p95 <= 300 ms with the reader, <= 100 ms with the extractive backend (the default).
+the end. Targets at 1 client: p95 <= 300 ms with the reader (the default), <= 100 ms with the extractive backend.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float) -
 async def _levels(url: str, args, pid: int) -> None:
     limits = httpx.Limits(max_connections=max(args.clients), max_keepalive_connections=max(args.clients))
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        for question in QUESTIONS:  # warm-up: the extractive backend caches sentence vectors
+        for question in QUESTIONS:  # warm-up: the backends cache sentence vectors
             (await client.post("/ask", json=_body(question, args))).raise_for_status()
         print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} "
               f"{'req/s':>6} {'server p50: total':>17} {'embed':>6} {'generate':>8} {'CPU ms/req':>10}")

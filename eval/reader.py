@@ -60,7 +60,7 @@ def run(squad: Path, settings, limit: int | None = None, progress=None) -> list[
                     "cited_own": any(c.article_id == article_of[q.article] for c in answer.citations[:1]),
                 })
             found = candidates(pipeline, q, "removed", article_of[q.article])
-            best = max(found, key=lambda c: c.probability, default=None)
+            best = max(found or (), key=lambda c: c.probability, default=None)
             records.append({
                 "id": q.id, "condition": "removed", "question": q.question, "gold": q.answer, "answer": "",
                 "abstained": best is None, "span": best.reading.text if best else "",

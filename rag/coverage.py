@@ -46,8 +46,13 @@ _AMOUNT_QUESTION = re.compile(
     r"\b(combien|quel(?:le)?s? (?:(?:est|sont|était) )?(?:le |la |l'|les )?"
     r"(?:montant|pourcentage|prix|chiffre|somme|nombre|part|taux|valeur|valorisation)|"
     r"how (?:much|many)|what (?:percentage|share|price|amount|number|sum))\b", re.IGNORECASE)
+# "Quand" asks when at the question's start or end ("Depuis quand… ?", "… découvert quand ?"), not inside it ("Quel
+# âge avait-il quand… ?"); "when" likewise.
 _WHEN_QUESTION = re.compile(
-    r"\b(quand|depuis quand|en quelle année|à quelle date|when|since when|what year|which year)\b", re.IGNORECASE)
+    r"^\W*(?:(?:depuis|jusqu'à|jusqu’à|à partir de|a partir de|de|à|a) )?quand\b|\bquand\W*$|"
+    r"\b(?:en|de|à|a|dans|pour) quelle (?:année|date|saison|décennie)\b|\bà quelle date\b|"
+    r"\bquel (?:jour|mois|siècle)\b|^\W*(?:since |until |till )?when\b|\bwhen\W*$|\bsince when\b|"
+    r"\b(?:what|which|in which|in what) (?:year|date|century|decade|month|day|season)\b", re.IGNORECASE)
 _MONTHS = ("janvier février mars avril mai juin juillet août septembre octobre novembre décembre "
            "january february march april may june july august september october november december").split()
 
@@ -163,10 +168,10 @@ _MEASURES = (
      r"°|\b(degrés?|degrees?|kelvins?|celsius|fahrenheit)\b"),
     ("a price", r"\b(quel est le prix|combien co[uû]te|co[uû]te(?:nt)?-(?:il|elle|ils|elles)|tarifs?|price of|fares?|"
                 r"how much (?:does|do|did|is|are) .* cost)\b",
-     r"[€$£¥]|\b(euros?|dollars?|francs?|livres?|pounds?|centimes?|cents?|gratuit\w*|free)\b"),
+     r"[€$£¥]|\b(USD|EUR|GBP|CHF|euros?|dollars?|francs?|livres?|pounds?|centimes?|cents?|gratuit\w*|free)\b"),
     ("a duration", r"\b(durée|combien de temps|pendant combien|how long|duration)\b",
-     r"\b(secondes?|minutes?|heures?|jours?|semaines?|mois|ans|années?|siècles?|seconds?|hours?|days?|weeks?|"
-     r"months?|years?|centur(?:y|ies))\b"),
+     r"\b(secondes?|minutes?|heures?|jours?|semaines?|mois|ans|années?|décennies?|siècles?|millénaires?|"
+     r"seconds?|hours?|days?|weeks?|months?|years?|decades?|centur(?:y|ies))\b"),
     ("a distance", r"\b(distance|longueur|profondeur|hauteur|how far|how deep|how tall|length|depth|height)\b",
      r"\b(km|kilomètres?|mètres?|m|cm|miles?|kilometres?|kilometers?|metres?|meters?|feet|ft)\b"),
     ("a percentage", r"\b(pourcentage|percentage)\b", r"%|\b(pour ?cent|percent)\b"),
@@ -192,13 +197,34 @@ def wants_date(question: str) -> bool:
     return bool(_WHEN_QUESTION.search(question))
 
 
+# Numbers in words: PIAF answers "combien" with "neuf", "dix-huit", "quatre millions", "la quatorzième" as often
+# as with digits. ("un", "une", "one" are left out: they are articles far more often than counts.)
+_NUMBER_WORDS = re.compile(
+    r"\b(deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|treize|quatorze|quinze|seize|vingts?|trente|"
+    r"quarante|cinquante|soixante|septante|huitante|octante|nonante|cents?|mille|milles|millions?|milliards?|"
+    r"milliers?|dizaines?|douzaines?|vingtaines?|trentaines?|centaines?|\w+ièmes?|premi(?:er|ère)s?|aucune?|"
+    r"plusieurs|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty|forty|fifty|"
+    r"sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|dozens?|first|second|third|fourth|"
+    r"fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|\w+teenth|\w+tieth|none)\b", re.IGNORECASE)
+# Time in words: centuries (XVIe siècle), eras, seasons, days, parts of a day, time spans. ("été", summer, is
+# left out: it is far more often the participle of "être".)
+_TIME_WORDS = re.compile(
+    r"\b([IVXL]+(?:e|è|ème|er)|siècles?|millénaires?|décennies?|années?|ans|époque|antiquité|moyen âge|"
+    r"lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|printemps|automne|hiver|matin|soir|soirée|nuit|"
+    r"veille|lendemain|hier|aujourd'hui|aujourd’hui|demain|semaines?|jours?|mois|heures?|"
+    r"centur(?:y|ies)|decades?|years?|era|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|"
+    r"summer|autumn|fall|winter|morning|evening|night|yesterday|today|tomorrow|weeks?|days?|months?|hours?|"
+    r"ago|BC|AD)\b", re.IGNORECASE)
+
+
 def has_number(sentence: str) -> bool:
-    """True when the sentence states a number."""
-    return bool(NUMBER.search(sentence))
+    """True when the sentence states a number, in digits or in words ("neuf", "dix-huit", "forty")."""
+    return bool(NUMBER.search(sentence) or _NUMBER_WORDS.search(sentence))
 
 
 def has_date(sentence: str) -> bool:
-    """True when the sentence states a year or a month."""
+    """True when the sentence states a time: a year (761, 1593, 2025), a month, a century (XVIe siècle), a day,
+    a season, a time span ("trois ans", "la veille")."""
     folded = fold(sentence)
-    return (bool(re.search(r"\b(1[89]|20)\d\d\b", sentence))
+    return (bool(re.search(r"(?<![\d,.])\d{3,4}(?![\d,.]\d)", sentence)) or bool(_TIME_WORDS.search(sentence))
             or any(re.search(rf"\b{fold(m)}\b", folded) for m in _MONTHS))

@@ -6,7 +6,7 @@
   (``rag.citecheck``, ``RAG_CITATION_CHECK``). When streaming, sentences are verified as they
   complete, so the streamed text is the checked text.
 - When a generative backend fails (``BackendError``: time-out, refused, HTTP error) or none of
-  its sentences is supported, the ``RAG_FALLBACK_BACKEND`` (extractive) answers instead and
+  its sentences is supported, the ``RAG_FALLBACK_BACKEND`` (the reader) answers instead and
   the notes say why. If text had already been streamed, a ``Reset`` goes to the listener first.
 """
 from __future__ import annotations

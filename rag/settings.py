@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base"
     top_k: int = Field(5, ge=1, le=20, description="Passages given to the backend (at most 20: each is read "
                        "sentence by sentence)")
-    backend: str = Field("extractive", description="Answer backend: extractive (default: whole sentences), reader "
-                         "(the trained reader and its verifier: spans), openai, llamacpp")
+    backend: str = Field("reader", description="Answer backend: reader (default: the trained reader and its "
+                         "verifier: the answer's span, or an abstention), extractive (whole sentences, no reader), "
+                         "openai, llamacpp")
     reader_dir: Path | None = Field(None, description="Folder of the reader's weights and manifest; default: the "
                                     "shipped rag/reader/weights (`rag train reader --out DIR` writes another)")
     read_windows: int = Field(4, ge=1, le=32, description="Passage windows the reader reads per question")
@@ -83,7 +84,7 @@ class Settings(BaseSettings):
         "drop", description="Generated sentences no passage supports: drop them, flag them in notes, or don't check")
     rewrite: Literal["auto", "heuristic", "off"] = Field(
         "auto", description="Follow-ups made standalone: by the chat model when the backend has one (auto)")
-    fallback_backend: str = Field("extractive", description="Answers when a generative backend fails; empty = error")
+    fallback_backend: str = Field("reader", description="Answers when a generative backend fails; empty = error")
     today: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="The date questions' relative times "
                        "(\"cette semaine\", \"last month\") are read against, YYYY-MM-DD; empty = today's date")
     duplicate_threshold: float = Field(0.3, ge=0.05, le=1.01, description="MinHash Jaccard of word 3-grams from "

@@ -111,9 +111,10 @@ def test_add_then_ask_then_delete_then_ask(served):
     added = client.post("/articles", json=BIKES, headers=headers)
     assert added.status_code == 200 and added.json()["added"] == [BIKES["id"]], added.text
     answer = client.post("/ask", json={"question": BIKES_Q}).json()
-    assert not answer["abstained"] and "400 vélos-cargos" in answer["answer"]
+    assert not answer["abstained"] and "400" in answer["answer"], answer["answer"]
     assert _cited_articles(answer) == {BIKES["id"]}
     citation = next(c for c in answer["citations"] if c["article_id"] == BIKES["id"])
+    assert any("400 vélos-cargos" in citation["text"][a:b] for a, b in citation["highlights"])
     assert citation["url"] == BIKES["url"] and citation["date"] == BIKES["date"]
     deleted = client.delete(f"/articles/{BIKES['id']}", headers=headers)
     assert deleted.status_code == 200 and deleted.json()["deleted"] == [BIKES["id"]]

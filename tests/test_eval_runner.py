@@ -181,10 +181,16 @@ def test_judge_metric_counts_when_given(fake_pipeline, mini_items):
 
 @pytest.mark.slow
 def test_real_pipeline_on_three_items(corpus_pipeline):
-    """The default model on the bundled article: clear questions are answered from the right passage."""
+    """The default model on the bundled article: clear questions are answered from the right sentence (the
+    reader's span is part of the item's evidence, cited)."""
+    from common.citations import strip_marks
+    from eval.metrics import find_span
+
     items = {i.id: i for i in EvalSet().items()}
     run = run_eval(corpus_pipeline, [items["q020"], items["q025"], items["q031"]])
     for result in run.results:
         m = result.metrics
-        assert m["hit_at_k"] == 1.0 and m["groundedness"] == 1.0 and m["recall"] >= 0.8, result.item_id
+        span = strip_marks(result.answer["answer"]).split(":", 1)[-1].strip(" .")
+        assert m["hit_at_k"] == 1.0 and m["groundedness"] == 1.0 and m["recall"] >= 0.3, result.item_id
+        assert find_span(items[result.item_id].evidence, span), (result.item_id, span)
         assert m["citation_precision"] > 0 and m["similarity"] > 0.85 and result.ok, result.item_id

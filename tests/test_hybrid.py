@@ -105,7 +105,7 @@ def test_modes_and_evidence(index):
 
 
 def test_pipeline_modes_and_abstention_on_dense_evidence(index):
-    settings = Settings(embedding_model="fake:16", abstain_threshold=-1.0)
+    settings = Settings(embedding_model="fake:16", abstain_threshold=-1.0, backend="extractive")
     pipeline = Pipeline(settings, FakeEmbedder(16), index)
     question = "Microsoft a investi combien dans OpenAI depuis 2019 ?"
     answers = {m: pipeline.ask(question, mode=m, backend="extractive") for m in ("dense", "lexical", "hybrid")}

@@ -74,3 +74,49 @@ def test_only_the_best_windows_are_read():
     reader = ScriptedReader("13 milliards", 0.9)
     ReaderBackend(FakeEmbedder(32), reader, read_windows=1).generate(request("Combien ?"))
     assert len(reader.asked[0]) == 1
+
+
+class ByText:
+    """Finds each of ``answers`` (text -> confidence) in the windows that hold it; elsewhere nothing."""
+
+    name, threshold = "reader:scripted", 0.5
+
+    def __init__(self, answers: dict[str, float]):
+        self.answers = answers
+
+    def read(self, question, texts):
+        out = []
+        for t in texts:
+            found = [(a, c) for a, c in self.answers.items() if a in t]
+            a, c = found[0] if found else ("", 0.01)
+            out.append(Reading(t.find(a), t.find(a) + len(a), a, 2.0, c) if a else Reading(0, 0, "", -5.0, 0.01))
+        return out
+
+
+def dated_request(question: str, latest: bool) -> Request:
+    """The ticket's price told by an older and a newer article."""
+    old = Chunk("c1", "ticket-2024", "Ticket", "Le ticket unitaire coûte 2,10 euros depuis février.", 0, 51,
+                language="fr", date="2024-12-03")
+    new = Chunk("c2", "ticket-2025", "Ticket", "Le ticket unitaire coûte désormais 2,30 euros.", 0, 46,
+                language="fr", date="2025-05-14")
+    return Request(question, (Hit(old, 0.9), Hit(new, 0.85)), "fr", latest=latest)
+
+
+def test_the_newest_articles_span_leads_and_the_older_one_follows_as_earlier():
+    backend = ReaderBackend(FakeEmbedder(32), ByText({"2,10 euros": 0.8, "2,30 euros": 0.6}))
+    out = backend.generate(dated_request("Quel est le prix actuel du ticket ?", latest=True))
+    assert out.text == ("Selon l'article du 14 mai 2025 : 2,30 euros [2]. "
+                        "Plus tôt, l'article du 3 décembre 2024 indiquait : 2,10 euros [1].")
+    assert out.reading["text"] == "2,30 euros" and set(out.highlights) == {1, 2}
+
+
+def test_a_weak_span_of_a_newer_article_does_not_lead():
+    backend = ReaderBackend(FakeEmbedder(32), ByText({"2,10 euros": 0.8, "2,30 euros": 0.3}))
+    out = backend.generate(dated_request("Quel est le prix actuel du ticket ?", latest=True))
+    assert out.text == "Selon l'article du 3 décembre 2024 : 2,10 euros [1]."
+
+
+def test_one_answer_told_by_two_articles_is_given_once():
+    backend = ReaderBackend(FakeEmbedder(32), ByText({"Le ticket unitaire coûte": 0.8}))
+    out = backend.generate(dated_request("Que coûte le ticket ?", latest=False))
+    assert "Plus tôt" not in out.text and out.text.count("[") == 1

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from common.injection import blank_instructions
 from common.sentences import sentence_spans
+from common.text import content_terms
 from rag.backends import Generation, Request, register
-from rag.backends.extractive import ExtractiveBackend, answer_type_filter
+from rag.backends.extractive import LATEST_MARGIN, TYPE_MARGIN, ExtractiveBackend, answer_type_filter
 from rag.coverage import question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
@@ -38,6 +39,7 @@ from rag.when import according_to
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
 _LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
 LIST_MARGIN = 0.15  # a further span of a list answer must be this close to the best one's confidence
+LATEST_SHARE = 0.5  # "the latest": the newest article's span leads when its probability is this share of the best's
 
 
 @dataclass(frozen=True)
@@ -79,17 +81,21 @@ class ReaderBackend:
         sentences = self.sentences.candidates(request)
         if not sentences:
             return Generation("", abstained=True, model=self.reader.name, notes=["no sentence in the passages"])
-        sentences, note = answer_type_filter(request.question, sentences)
+        sentences, note = answer_type_filter(request.question, sentences, LATEST_MARGIN if request.latest
+                                             else TYPE_MARGIN)
         if not sentences:  # "how much" / "when" with no relevant sentence stating a number / a date
             return Generation("", abstained=True, model=self.reader.name, notes=[note])
         candidates = sorted(self.read_candidates(request, sentences), key=lambda c: -c.probability)
         best = candidates[0]
-        reading = _reading_dict(best, self.threshold)
         if best.probability < self.threshold or not best.reading.text:
-            return Generation("", abstained=True, model=self.reader.name, reading=reading,
-                              notes=[_missing_note(request, best)])
-        answers = [best] + (self._more(candidates) if _LIST.search(request.question) else [])
-        return self._answer(request, answers, reading)
+            return Generation("", abstained=True, model=self.reader.name,
+                              reading=_reading_dict(best, self.threshold), notes=[_missing_note(request, best)])
+        dates = {n: hit.chunk.date for n, hit in enumerate(request.hits, 1)}
+        accepted = [c for c in candidates if c.reading.text and c.probability >= self.threshold]
+        lead = newest_lead(accepted, dates)
+        answers = [lead] + (self._more(accepted, lead) if _LIST.search(request.question) else [])
+        earlier = [c for c in [_earlier(accepted, lead, dates)] if c is not None]
+        return self._answer(request, answers, earlier, _reading_dict(lead, self.threshold))
 
     def read_candidates(self, request: Request, sentences: list) -> list[Candidate]:
         """The best windows (by their sentences' scores) read in one batch, each reading verified."""
@@ -108,7 +114,13 @@ class ReaderBackend:
                 scores = [score for start, score in starts.get(n, ()) if a <= start < b]
                 if scores:
                     out.append(Window(n, a, b, max(scores)))
-        return sorted(out, key=lambda w: -w.score)[:self.read_windows]
+        ranked = sorted(out, key=lambda w: -w.score)
+        if request.latest and ranked:  # the newest relevant article is read, whatever its rank
+            dates = {n: hit.chunk.date or "" for n, hit in enumerate(request.hits, 1)}
+            close = [w for w in ranked if w.score >= ranked[0].score - LATEST_MARGIN]
+            newest = max(close, key=lambda w: dates[w.n])  # the first (best) of the newest date's windows
+            ranked = [newest, *(w for w in ranked if w is not newest)]
+        return ranked[:self.read_windows]
 
     def verify(self, request: Request, sentences: list, readings: list[Reading],
                chosen: list[Window]) -> list[Candidate]:
@@ -117,15 +129,21 @@ class ReaderBackend:
         if question is None:
             question = self.embedder.embed([request.question], kind="query")[0]
         best_evidence = evidence(request.hits)
+        spans = [(content_terms(r.text) or {r.text.casefold()}) if r.text else set() for r in readings]
+        best_margin = max((r.margin for r in readings), default=0.0)
+        best_window = max((w.score for w in chosen), default=0.0)
         out = []
-        for r, w in zip(readings, chosen):
+        for i, (r, w) in enumerate(zip(readings, chosen)):
+            others = [s for j, s in enumerate(spans) if j != i]
             passage = blank_instructions(request.hits[w.n - 1].chunk.text)
             at = w.start + r.start
             sentence = next((c for c in sentences if c.n == w.n and c.start <= at < c.end), None)
             e = Evidence(request.question, request.language or "", r.text, r.margin,
                          sentence.text if sentence else passage[w.start:w.end], passage[w.start:w.end], passage,
                          request.hits[w.n - 1].chunk.language or "", best_evidence,
-                         float(sentence.vector @ question) if sentence else best_evidence)
+                         float(sentence.vector @ question) if sentence else best_evidence,
+                         agreement=sum(bool(spans[i] & o) for o in others) / len(others) if others else 0.0,
+                         margin_gap=r.margin - best_margin, window_gap=w.score - best_window)
             if self.verifier is None:  # a reader trained before the verifier: its confidence decides
                 probability, values = r.confidence, features(e)
             else:
@@ -133,14 +151,27 @@ class ReaderBackend:
             out.append(Candidate(r, w, round(probability, 4), {k: round(v, 4) for k, v in values.items()}))
         return out
 
-    def _more(self, candidates: list[Candidate]) -> list[Candidate]:
-        best = candidates[0]
-        return [c for c in candidates[1:] if c.reading.text and c.probability >= max(
-            self.threshold, best.probability - LIST_MARGIN) and c.reading.text not in best.reading.text
-            and best.reading.text not in c.reading.text]
+    def _more(self, accepted: list[Candidate], lead: Candidate) -> list[Candidate]:
+        """The further spans of a list answer: accepted, about as probable as the best, each new."""
+        best = max(c.probability for c in accepted)
+        return [c for c in accepted if c is not lead and c.probability >= best - LIST_MARGIN
+                and not _same_answer(c, lead)]
 
-    def _answer(self, request: Request, answers: list[Candidate], reading: dict) -> Generation:
+    def _answer(self, request: Request, answers: list[Candidate], earlier: list[Candidate],
+                reading: dict) -> Generation:
+        """The spans cited [n], introduced by their article's date; an older article's differing span
+        after them, as what was said earlier."""
+        language = request.language or "fr"
         highlights: dict[int, list[tuple[int, int]]] = {}
+        text = self._spans(request, answers, highlights)
+        lead = according_to(request.hits[answers[0].window.n - 1].chunk.date, language)
+        text = f"{lead} {text}" if lead else text
+        for c in earlier:
+            before = according_to(request.hits[c.window.n - 1].chunk.date, language, earlier=True)
+            text += f" {before} {self._spans(request, [c], highlights)}"
+        return Generation(text, highlights=highlights, model=self.reader.name, reading=reading)
+
+    def _spans(self, request: Request, answers: list[Candidate], highlights: dict) -> str:
         parts = []
         for c in answers:
             r, w = c.reading, c.window
@@ -155,10 +186,33 @@ class ReaderBackend:
         text = "; ".join(parts)
         if not text.rstrip().endswith((".", "!", "?")) and not _WHY_HOW.search(request.question):
             text += "."
-        text = text[0].upper() + text[1:]
-        lead = according_to(request.hits[answers[0].window.n - 1].chunk.date, request.language or "fr")
-        return Generation(f"{lead} {text}" if lead else text, highlights=highlights, model=self.reader.name,
-                          reading=reading)
+        return text[0].upper() + text[1:]
+
+
+def newest_lead(accepted: list[Candidate], dates: dict[int, str]) -> Candidate:
+    """For a question asking for the latest (or about a period): the span of the newest article among those
+    accepted, when its probability is at least ``LATEST_SHARE`` of the best one's (a newer article that only
+    mentions the subject gives a weak span); the best span otherwise. Equal dates: the most probable."""
+    best = accepted[0]
+    strong = [c for c in accepted if c.probability >= LATEST_SHARE * best.probability and dates.get(c.window.n)]
+    if not strong:
+        return best
+    return max(strong, key=lambda c: (dates[c.window.n], c.probability))
+
+
+def _earlier(accepted: list[Candidate], lead: Candidate, dates: dict[int, str]) -> Candidate | None:
+    """The most probable span of an older article that says something else than the lead (the ticket's old
+    price after its new one), when it is about as probable as the lead; None otherwise."""
+    date = dates.get(lead.window.n)
+    if not date:
+        return None
+    return next((c for c in accepted if dates.get(c.window.n) and dates[c.window.n] < date
+                 and c.probability >= LATEST_SHARE * lead.probability and not _same_answer(c, lead)), None)
+
+
+def _same_answer(a: Candidate, b: Candidate) -> bool:
+    x, y = a.reading.text.lower(), b.reading.text.lower()
+    return x in y or y in x
 
 
 def _reading_dict(c: Candidate, threshold: float) -> dict:

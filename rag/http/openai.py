@@ -51,7 +51,7 @@ class ChatIn(BaseModel):
     """OpenAI's chat completion request; unknown OpenAI parameters (temperature, ...) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "extractive",
+        {"model": "reader",
          "messages": [{"role": "user", "content": "Combien Microsoft a-t-il investi dans OpenAI ?"}]}]})
 
     model: str = Field(..., description="An answer backend; GET /v1/models lists them")

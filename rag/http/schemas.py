@@ -101,7 +101,7 @@ class AskIn(BaseModel):
     """A question about the articles."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"question": EXAMPLE_QUESTION, "top_k": 5, "backend": "extractive"},
+        {"question": EXAMPLE_QUESTION, "top_k": 5, "backend": "reader"},
         {"question": "What did Altman say?", "filters": {"language": "fr", "date_from": "2025-06-01"},
          "history": [{"role": "user", "content": "Parle-moi d'OpenAI."},
                      {"role": "assistant", "content": "OpenAI est un partenaire de Microsoft [1]."}],
@@ -114,7 +114,7 @@ class AskIn(BaseModel):
     mode: str | None = Field(None, description="Retrieval mode: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE)",
                              examples=["hybrid"])
     backend: str | None = Field(None, description="Answer backend (default RAG_BACKEND); GET /v1/models lists them",
-                                examples=["extractive"])
+                                examples=["reader"])
     history: list[Turn] | None = Field(None, max_length=50, description="Earlier turns, oldest first")
     filters: FiltersIn | None = None
     stream: bool = Field(False, strict=True,

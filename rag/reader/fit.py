@@ -29,7 +29,7 @@ from pathlib import Path
 from common.paths import file_sha256
 from common.text import content_terms, detect_language
 from rag.reader import data as reader_data
-from rag.reader.verifier import FEATURES, WORD_FEATURES, fit
+from rag.reader.verifier import FEATURES, QUESTION_FEATURES, WORD_FEATURES, fit
 
 ANSWERED = 0.95
 DISTRACTOR_ARTICLES = 34  # reader-part articles indexed beside the verifier part's 19: 53, as for the held-out eval
@@ -57,9 +57,12 @@ def open_pipeline(settings, corpus: Path, folder: Path, reader_dir: Path | None)
     return load_pipeline(open_settings, sync=True)
 
 
-def candidates(pipeline, question: reader_data.Question, condition: str, article_id: str) -> list:
-    """The reader backend's verified candidates for ``question`` read under ``condition``."""
+def candidates(pipeline, question: reader_data.Question, condition: str, article_id: str) -> list | None:
+    """The reader backend's verified candidates for ``question`` read under ``condition`` ([] when no passage is
+    found), read as the backend reads them: only windows holding a sentence of the type asked (a number for "how
+    much"). None when no sentence of the passages has that type: the backend abstains before reading."""
     from rag.backends import Request
+    from rag.backends.extractive import answer_type_filter
     from rag.retriever import Filters
 
     k = pipeline.settings.top_k
@@ -74,9 +77,12 @@ def candidates(pipeline, question: reader_data.Question, condition: str, article
         return []
     backend = pipeline.backend("reader")
     request = Request(question.question, tuple(hits), detect_language(question.question, default="fr"))
+    sentences, _ = answer_type_filter(question.question, backend.sentences.candidates(request))
+    if not sentences:
+        return None
     texts = [h.chunk.text for h in hits]
     return [replace(c, features={**c.features, "_window": texts[c.window.n - 1][c.window.start:c.window.end]})
-            for c in backend.read_candidates(request, backend.sentences.candidates(request))]
+            for c in backend.read_candidates(request, sentences)]
 
 
 def label(question: reader_data.Question, condition: str, candidate) -> int | None:
@@ -95,7 +101,10 @@ def collect(pipeline, questions, article_of: dict[str, str], log=print) -> list[
     rows, mark = [], time.time()
     for i, q in enumerate(questions, 1):
         for condition in CONDITIONS:
-            for c in candidates(pipeline, q, condition, article_of[q.article]):
+            found = candidates(pipeline, q, condition, article_of[q.article])
+            if found is None:  # refused by the type check: abstains whatever the verifier says
+                rows.append({"id": q.id, "condition": condition, "label": None, "span": "", "features": None})
+            for c in found or ():
                 values = {k: v for k, v in c.features.items() if not k.startswith("_")}
                 rows.append({"id": q.id, "condition": condition, "label": label(q, condition, c),
                              "span": c.reading.text, "features": values})
@@ -112,7 +121,7 @@ def rates(rows: list[dict], same, threshold: float | None = None) -> dict:
     best: dict[tuple[str, str], float] = {}
     for r in rows:
         key = (r["id"], r["condition"])
-        best[key] = max(best.get(key, 0.0), same.probability(r["features"]))
+        best[key] = max(best.get(key, 0.0), same.probability(r["features"]) if r["features"] else 0.0)
     by = {c: np.array([p for (i, cond), p in best.items() if cond == c]) for c in CONDITIONS}
     if threshold is None:
         threshold = float(np.sort(by["own"])[int(np.floor((1 - ANSWERED) * len(by["own"])))])
@@ -126,7 +135,7 @@ def check_rows(rows: list[dict], same, count: int = CHECK_ROWS) -> list[dict]:
     """A few candidates of each condition with their features and probability, for the reproduction test."""
     out = []
     for condition in CONDITIONS:
-        picked = [r for r in rows if r["condition"] == condition][:count // len(CONDITIONS)]
+        picked = [r for r in rows if r["condition"] == condition and r["features"]][:count // len(CONDITIONS)]
         out += [{"condition": condition, "span": r["span"], "features": r["features"],
                  "probability": round(same.probability(r["features"]), 6)} for r in picked]
     return out
@@ -178,7 +187,8 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     same = fit([r["features"] for r in usable], labels, FEATURES)
     across = fit([r["features"] for r in usable], labels, tuple(f for f in FEATURES if f not in WORD_FEATURES))
     measured = rates(rows, same)
-    own_evidence = sorted({(r["id"], r["features"]["evidence"]) for r in rows if r["condition"] == "own"})
+    own_evidence = sorted({(r["id"], r["features"]["evidence"]) for r in rows if r["condition"] == "own"
+                           and r["features"]})
     floor = float(np.quantile([e for _, e in own_evidence], EVIDENCE_FLOOR_SHARE)) if own_evidence else None
     across_rates = rates(rows, across)
     path = Path(reader_dir) / MANIFEST_FILE
@@ -215,6 +225,7 @@ def cross_validate(rows: list[dict], folds: int = 5, log=print) -> dict[str, dic
     fold_of = {i: k % folds for k, i in enumerate(ids)}
     variants = {"trees, all features": FEATURES,
                 "trees, no word features": tuple(f for f in FEATURES if f not in WORD_FEATURES),
+                "trees, no question-level features": tuple(f for f in FEATURES if f not in QUESTION_FEATURES),
                 "trees, the reader's margin alone": ("margin",)}
     out = {}
     for name, names in variants.items():
@@ -222,7 +233,7 @@ def cross_validate(rows: list[dict], folds: int = 5, log=print) -> dict[str, dic
         for k in range(folds):
             train = [r for r in rows if fold_of[r["id"]] != k and r["label"] is not None]
             model = fit([r["features"] for r in train], [r["label"] for r in train], names)
-            scored += [{**r, "features": {"_cv": model.probability(r["features"])}}
+            scored += [{**r, "features": {"_cv": model.probability(r["features"]) if r["features"] else 0.0}}
                        for r in rows if fold_of[r["id"]] == k]
         out[name] = rates(scored, _Scored())
         log(f"{name}: {json.dumps(out[name])}")

@@ -99,7 +99,7 @@ class Reader:
 
     def _best(self, pair: Pair, text: str, start, end) -> Reading:
         i, j, margin = best_span(start, end, pair.passage_positions)
-        a, b = pair.offsets[i][0], pair.offsets[j][1]
+        a, b = whole_words(text, pair.offsets[i][0], pair.offsets[j][1])
         while a < b and text[a].isspace():
             a += 1
         while b > a and text[b - 1] in TRAILING and not _closes(text, a, b):
@@ -141,6 +141,28 @@ def best_span(start, end, positions) -> tuple[int, int, float]:
     grid = np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), grid, -np.inf)
     i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
     return int(positions[i]), int(positions[j]), float(grid[i, j]) - float(start[0] + end[0])
+
+
+# Elided words an answer starts after ("l'OpenAI" -> "OpenAI"); after any other apostrophe the span is inside a word
+# ("aujourd'hui" is not answered "hui").
+ELIDED = frozenset("l d j m n s t c qu jusqu lorsqu puisqu quoiqu presqu quelqu".split())
+
+
+def whole_words(text: str, a: int, b: int) -> tuple[int, int]:
+    """The span ``text[a:b]`` widened to whole words: sub-word tokens can start or end inside one."""
+    if a >= b:
+        return a, b
+    while a > 0 and text[a - 1].isalnum() and text[a].isalnum():
+        a -= 1
+    if a > 1 and text[a - 1] in "'’" and text[a - 2].isalpha():
+        k = a - 1
+        while k > 0 and text[k - 1].isalpha():
+            k -= 1
+        if text[k:a - 1].lower() not in ELIDED:
+            a = k
+    while b < len(text) and text[b].isalnum() and text[b - 1].isalnum():
+        b += 1
+    return a, b
 
 
 def _closes(text: str, a: int, b: int) -> bool:
