@@ -30,8 +30,8 @@ lint: install
 
 test: install browser lint
 	$(PY) -m pytest
-	$(VENV)/bin/rag eval answers --corpus corpus --out var/eval  # quality gate: eval/thresholds.toml
-	$(VENV)/bin/rag eval answers --corpus corpus --backend reader --out var/eval/reader  # the reader's gate
+	$(VENV)/bin/rag eval answers --corpus corpus --out var/eval  # quality gate (the reader): eval/thresholds.toml
+	$(VENV)/bin/rag eval answers --corpus corpus --backend extractive --out var/eval/extractive  # sentence picking's
 
 bench: install
 	$(PY) bench/ingest.py

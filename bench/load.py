@@ -1,7 +1,7 @@
 """Load benchmark of ``POST /ask``: p50/p95 latency and requests/s at 1, 4 and 16 concurrent clients.
 
     .venv/bin/python bench/load.py [--requests 200] [--clients 1 4 16] [--backend reader] [--mode hybrid]
-                                   [--workers 1] [--faiss-threads 1] [--torch-threads 0]
+                                   [--workers 1] [--faiss-threads 1] [--torch-threads 0] [--engine openvino]
 
 Starts the API alone (``uvicorn --factory rag.http.app:create_default_app``) in a subprocess on
 127.0.0.1, on a temporary index of the bundled corpus with the real default model, asks every
@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             url = f"http://127.0.0.1:{port}"
             ready = _wait_ready(url, server, log, args.start_timeout)
             print(f"server: {ready['articles']} article(s), {ready['chunks']} chunks, model {ready['model']}, "
-                  f"backend {args.backend}, mode {args.mode or 'default'}, {args.workers} process(es), "
-                  f"FAISS threads {args.faiss_threads or 'default'}, torch threads {args.torch_threads or 'default'}, "
+                  f"backend {args.backend}, engine {args.engine}, mode {args.mode or 'default'}, "
+                  f"{args.workers} process(es), "
+                  f"FAISS threads {args.faiss_threads or 'default'}, model threads {args.torch_threads or 'default'}, "
                   f"{os.cpu_count()} CPU(s), loopback, "
                   f"load average {os.getloadavg()[0]:.1f}")
             asyncio.run(_levels(url, args, server.pid))
@@ -72,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds to wait for the index and model")
     p.add_argument("--workers", type=int, default=1, help="server processes on the one index (uvicorn --workers)")
     p.add_argument("--faiss-threads", type=int, default=1, help="RAG_FAISS_THREADS of the server (0: FAISS's default)")
-    p.add_argument("--torch-threads", type=int, default=0, help="RAG_TORCH_THREADS of the server (0: torch's default)")
+    p.add_argument("--torch-threads", type=int, default=0, help="RAG_TORCH_THREADS of the server: threads per "
+                   "inference of its models (0: every core)")
+    p.add_argument("--engine", default="openvino", choices=["openvino", "torch"], help="RAG_ENGINE of the server")
     return p
 
 
@@ -90,7 +93,7 @@ def _start_server(tmp: Path, port: int, args) -> tuple[subprocess.Popen, Path]:
                        check=True, stdout=subprocess.DEVNULL)
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp / "index"), "RAG_CORPUS_DIRS": str(ROOT / "corpus"),
            "RAG_BACKEND": args.backend, "HF_HUB_OFFLINE": "1", "RAG_FAISS_THREADS": str(args.faiss_threads),
-           "RAG_TORCH_THREADS": str(args.torch_threads)}
+           "RAG_TORCH_THREADS": str(args.torch_threads), "RAG_ENGINE": args.engine}
     log = tmp / "server.log"
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "rag.http.app:create_default_app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]

@@ -199,7 +199,7 @@ def wants_date(question: str) -> bool:
 
 # Numbers in words: PIAF answers "combien" with "neuf", "dix-huit", "quatre millions", "la quatorzième" as often
 # as with digits. ("un", "une", "one" are left out: they are articles far more often than counts.)
-_NUMBER_WORDS = re.compile(
+NUMBER_WORDS = re.compile(
     r"\b(deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|treize|quatorze|quinze|seize|vingts?|trente|"
     r"quarante|cinquante|soixante|septante|huitante|octante|nonante|cents?|mille|milles|millions?|milliards?|"
     r"milliers?|dizaines?|douzaines?|vingtaines?|trentaines?|centaines?|\w+ièmes?|premi(?:er|ère)s?|aucune?|"
@@ -219,7 +219,7 @@ _TIME_WORDS = re.compile(
 
 def has_number(sentence: str) -> bool:
     """True when the sentence states a number, in digits or in words ("neuf", "dix-huit", "forty")."""
-    return bool(NUMBER.search(sentence) or _NUMBER_WORDS.search(sentence))
+    return bool(NUMBER.search(sentence) or NUMBER_WORDS.search(sentence))
 
 
 def has_date(sentence: str) -> bool:

@@ -11,8 +11,8 @@ FAKE_DIM = 64
 
 def fake_pipeline(index_dir: Path, articles=None, **overrides):
     """A Pipeline with ``FakeEmbedder(64)`` over the bundled corpus (or over ``articles``, a list of
-    ``Article``), indexed into ``index_dir``; ``overrides`` are Settings fields. Its backend is the extractive
-    one and the reader gate is off (the reader reads with the real model: tests/test_reader.py)."""
+    ``Article``), indexed into ``index_dir``; ``overrides`` are Settings fields. Its backend and fallback are the
+    extractive one and the reader gate is off (the reader reads with the real model: tests/test_reader.py)."""
     from index.build import update_index
     from index.chunker import Chunker
     from index.embedder import FakeEmbedder
@@ -22,7 +22,8 @@ def fake_pipeline(index_dir: Path, articles=None, **overrides):
     from rag.settings import Settings
 
     settings = Settings(**{"index_dir": index_dir, "embedding_model": f"fake:{FAKE_DIM}", "abstain_threshold": 0.1,
-                           "backend": "extractive", "reader_gate": False, **overrides})
+                           "backend": "extractive", "fallback_backend": "extractive", "reader_gate": False,
+                           **overrides})
     embedder = FakeEmbedder(FAKE_DIM)
     if articles is None:
         data, _ = index_paths(settings, embedder, settings.corpus_dirs)

@@ -101,3 +101,20 @@ def test_a_streamed_wrong_answer_is_reset_then_replaced(make):
 ])
 def test_answer_holds_the_span(text, span, holds):
     assert answer_holds(text, {"text": span}) is holds
+
+
+class FailingModel(ScriptedModel):
+    def generate(self, request):
+        from common.errors import BackendError
+
+        raise BackendError("scripted-model backend timed out after 0.5 s")
+
+
+def test_a_failed_model_is_answered_by_the_reader_the_default_fallback(tmp_path):
+    article = Article(id="msft", title="Microsoft et OpenAI", text=TEXT, language="fr")
+    pipeline = fake_pipeline(tmp_path / "index", [article], abstain_threshold=-1.0, fallback_backend="reader")
+    pipeline._backends["scripted-model"] = FailingModel("")
+    pipeline._backends["reader"] = ReaderBackend(pipeline.sentence_embedder, ScriptedReader("13 milliards", 0.9))
+    answer = pipeline.ask(QUESTION, backend="scripted-model")
+    assert answer.backend == "reader" and answer.fallback_from == "scripted-model"
+    assert answer.answer.startswith("13 milliards [1]") and "timed out" in answer.notes[0]

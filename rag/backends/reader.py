@@ -26,10 +26,10 @@ from pathlib import Path
 
 from common.injection import blank_instructions
 from common.sentences import sentence_spans
-from common.text import content_terms
+from common.text import NUMBER, content_terms
 from rag.backends import Generation, Request, register
 from rag.backends.extractive import LATEST_MARGIN, TYPE_MARGIN, ExtractiveBackend, answer_type_filter
-from rag.coverage import question_names
+from rag.coverage import NUMBER_WORDS, has_date, question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
 from rag.reader.verifier import Evidence, Verifier, features
@@ -129,21 +129,15 @@ class ReaderBackend:
         if question is None:
             question = self.embedder.embed([request.question], kind="query")[0]
         best_evidence = evidence(request.hits)
-        spans = [(content_terms(r.text) or {r.text.casefold()}) if r.text else set() for r in readings]
-        best_margin = max((r.margin for r in readings), default=0.0)
-        best_window = max((w.score for w in chosen), default=0.0)
         out = []
-        for i, (r, w) in enumerate(zip(readings, chosen)):
-            others = [s for j, s in enumerate(spans) if j != i]
+        for r, w in zip(readings, chosen):
             passage = blank_instructions(request.hits[w.n - 1].chunk.text)
             at = w.start + r.start
             sentence = next((c for c in sentences if c.n == w.n and c.start <= at < c.end), None)
             e = Evidence(request.question, request.language or "", r.text, r.margin,
                          sentence.text if sentence else passage[w.start:w.end], passage[w.start:w.end], passage,
                          request.hits[w.n - 1].chunk.language or "", best_evidence,
-                         float(sentence.vector @ question) if sentence else best_evidence,
-                         agreement=sum(bool(spans[i] & o) for o in others) / len(others) if others else 0.0,
-                         margin_gap=r.margin - best_margin, window_gap=w.score - best_window)
+                         float(sentence.vector @ question) if sentence else best_evidence)
             if self.verifier is None:  # a reader trained before the verifier: its confidence decides
                 probability, values = r.confidence, features(e)
             else:
@@ -201,18 +195,35 @@ def newest_lead(accepted: list[Candidate], dates: dict[int, str]) -> Candidate:
 
 
 def _earlier(accepted: list[Candidate], lead: Candidate, dates: dict[int, str]) -> Candidate | None:
-    """The most probable span of an older article that says something else than the lead (the ticket's old
-    price after its new one), when it is about as probable as the lead; None otherwise."""
+    """The most probable span of an older article that gives another value of the same kind as the lead (the
+    ticket's old price after its new one), when it is about as probable as the lead; None otherwise."""
     date = dates.get(lead.window.n)
     if not date:
         return None
     return next((c for c in accepted if dates.get(c.window.n) and dates[c.window.n] < date
-                 and c.probability >= LATEST_SHARE * lead.probability and not _same_answer(c, lead)), None)
+                 and c.probability >= LATEST_SHARE * lead.probability and not _same_answer(c, lead)
+                 and _same_kind(c.reading.text, lead.reading.text)), None)
 
 
 def _same_answer(a: Candidate, b: Candidate) -> bool:
     x, y = a.reading.text.lower(), b.reading.text.lower()
     return x in y or y in x
+
+
+def _same_kind(a: str, b: str) -> bool:
+    """Two spans that could be two values of one thing: two dates, amounts in the same unit ("2,10 euros",
+    "2,30 euros"), or two short spans without a number (two names); not a count and a height ("soixante",
+    "190 mètres")."""
+    def unit(span: str) -> tuple[bool, frozenset]:
+        rest = NUMBER.sub(" ", NUMBER_WORDS.sub(" ", span))
+        return rest != span, frozenset(content_terms(rest))
+
+    if has_date(a) and has_date(b):  # two dates or times ("au printemps 2026", "en septembre 2025")
+        return True
+    (a_number, a_rest), (b_number, b_rest) = unit(a), unit(b)
+    if a_number or b_number:
+        return a_number and b_number and a_rest == b_rest
+    return len(a.split()) <= 8 and len(b.split()) <= 8
 
 
 def _reading_dict(c: Candidate, threshold: float) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 from common.paths import file_sha256
 from common.text import content_terms, detect_language
 from rag.reader import data as reader_data
-from rag.reader.verifier import FEATURES, QUESTION_FEATURES, WORD_FEATURES, fit
+from rag.reader.verifier import FEATURES, WORD_FEATURES, fit
 
 ANSWERED = 0.95
 DISTRACTOR_ARTICLES = 34  # reader-part articles indexed beside the verifier part's 19: 53, as for the held-out eval
@@ -228,7 +228,6 @@ def cross_validate(rows: list[dict], folds: int = 5, log=print) -> dict[str, dic
     fold_of = {i: k % folds for k, i in enumerate(ids)}
     variants = {"trees, all features": FEATURES,
                 "trees, no word features": tuple(f for f in FEATURES if f not in WORD_FEATURES),
-                "trees, no question-level features": tuple(f for f in FEATURES if f not in QUESTION_FEATURES),
                 "trees, the reader's margin alone": ("margin",)}
     out = {}
     for name, names in variants.items():

@@ -12,9 +12,7 @@ shape. The verifier weighs that margin with evidence the reader does not see:
   (``common.text.weighted_terms``), and apart from its names the share and the rarest of the words
   they lack: a passage naming Mistral AI without "fondé" lacks what is asked;
 - whether the span only repeats the question, and whether it has the type asked (a number for "how
-  much", a date for "when");
-- how it stands among the question's other readings: the share of the other windows whose span agrees
-  with it, its margin and its window's score below the best ones.
+  much", a date for "when").
 
 Gradient-boosted trees over these features, fitted by ``rag train verifier`` on PIAF questions the
 reader never trained on (``rag.reader.data.part_of``: the "verifier" part), each asked with its own
@@ -32,11 +30,9 @@ from common.text import content_terms, weighted_terms
 from rag.coverage import has_date, has_number, question_names, wants_amount, wants_date
 
 FEATURES = ("margin", "evidence", "sentence_cosine", "sentence_cover", "window_cover", "passage_cover",
-            "sentence_missing", "window_missing", "window_missing_max", "span_echo", "type_mismatch",
-            "agreement", "margin_gap", "window_gap")
+            "sentence_missing", "window_missing", "window_missing_max", "span_echo", "type_mismatch")
 WORD_FEATURES = ("sentence_cover", "window_cover", "passage_cover", "sentence_missing", "window_missing",
                  "window_missing_max", "span_echo")
-QUESTION_FEATURES = ("agreement", "margin_gap", "window_gap")  # how a reading stands among the question's others
 MARGIN_CLIP = 20.0
 
 
@@ -55,12 +51,6 @@ class Evidence:
     passage_language: str
     evidence: float
     sentence_cosine: float
-    agreement: float = 0.0
-    """The share of the question's other windows whose span shares a word with this one."""
-    margin_gap: float = 0.0
-    """This span's margin less the best margin among the question's windows (0 for the best)."""
-    window_gap: float = 0.0
-    """This window's sentence score less the best window's (0 for the best)."""
 
 
 def cover(weights: dict[str, float], text: str, language: str) -> float:
@@ -118,9 +108,6 @@ def features(e: Evidence) -> dict[str, float]:
         "passage_cover": cover(weights, e.passage, language),
         "span_echo": len(span_terms & asked) / len(span_terms) if span_terms else 1.0,
         "type_mismatch": float(type_mismatch(e.question, e.span)),
-        "agreement": e.agreement,
-        "margin_gap": max(-MARGIN_CLIP, e.margin_gap),
-        "window_gap": e.window_gap,
     }
     return out
 
