@@ -209,7 +209,7 @@ NUMBER_WORDS = re.compile(
 # Time in words: centuries (XVIe siècle), eras, seasons, days, parts of a day, time spans. ("été", summer, is
 # left out: it is far more often the participle of "être".)
 _TIME_WORDS = re.compile(
-    r"\b([IVXL]+(?:e|è|ème|er)|siècles?|millénaires?|décennies?|années?|ans|époque|antiquité|moyen âge|"
+    r"\b((?-i:[IVX]+(?:e|è|ème|er))|siècles?|millénaires?|décennies?|années?|ans|époque|antiquité|moyen âge|"
     r"lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|printemps|automne|hiver|matin|soir|soirée|nuit|"
     r"veille|lendemain|hier|aujourd'hui|aujourd’hui|demain|semaines?|jours?|mois|heures?|"
     r"centur(?:y|ies)|decades?|years?|era|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|"

@@ -63,6 +63,31 @@ def test_sentence_types():
             and not has_date("13 milliards"))
 
 
+@pytest.mark.parametrize("sentence, number, date", [
+    ("Les urgences ne comptent plus que neuf urgentistes titulaires.", True, False),
+    ("Forty of the farm's 62 turbines have been installed.", True, False),
+    ("C'est son quatorzième but de la saison.", True, False),
+    ("Tahert devient la capitale en 761.", True, True),
+    ("Les aboiteaux sont construits au XVIe siècle.", False, True),
+    ("Le PDG a récemment confirmé qu'il s'était entretenu avec Satya Nadella.", False, False),
+    ("Louis XIV est roi.", False, False),
+])
+def test_numbers_and_times_in_words(sentence, number, date):
+    assert has_number(sentence) is number and has_date(sentence) is date
+
+
+@pytest.mark.parametrize("question, date", [
+    ("Quand la cloche est-elle ramenée d'Amsterdam ?", True),
+    ("L'espèce a été découverte quand ?", True),
+    ("À partir de quand la neurologie a-t-elle commencé ?", True),
+    ("Quel âge avait Harry Potter quand on lui a offert Chouette ?", False),
+    ("Que faire pour se protéger du soleil quand on a la peau claire ?", False),
+    ("In which year did the strike end?", True),
+])
+def test_quand_asks_when_at_the_start_or_the_end(question, date):
+    assert wants_date(question) is date
+
+
 ENGLISH = ["The parliament of the Netherlands passed the law. German farmers protested in London."]
 
 

@@ -37,6 +37,16 @@ def test_type_mismatch_for_amounts_and_dates_only():
     assert type_mismatch("Quand le partenariat a-t-il commencé ?", "Azure")
     assert not type_mismatch("En quelle année le partenariat a-t-il commencé ?", "en 2019")
     assert not type_mismatch("Qui dirige Microsoft ?", "Satya Nadella")
+    assert not type_mismatch("Combien de voûtes ont été bâties ?", "Vingt-et-un")  # numbers in words
+    assert not type_mismatch("Quand l'arche a-t-elle été camouflée ?", "au VIe siècle avant l'ère chrétienne")
+    assert not type_mismatch("Quel âge avait-il quand il est parti ?", "onze ans"), "'quand' inside: not 'when'"
+
+
+def test_a_span_without_the_asked_type_never_answers():
+    leaf = {"feature": [0], "threshold": [0.0], "left": [0], "right": [0], "leaf": [True], "value": [9.0],
+            "missing_left": [False]}
+    sure = Fit(("type_mismatch",), 0.0, (leaf,))
+    assert sure.probability({"type_mismatch": 0.0}) > 0.99 and sure.probability({"type_mismatch": 1.0}) == 0.0
 
 
 def test_the_exported_trees_give_scikit_learns_probabilities():

@@ -151,7 +151,11 @@ class Fit:
         return total
 
     def probability(self, values: dict[str, float]) -> float:
-        """The fitted chance that the candidate answers the question."""
+        """The fitted chance that the candidate answers the question; 0 for a span without the type asked (a
+        "how much" span with no number, a "when" span with no time): not one of the verifier part's right
+        spans lacks it, while 158 of its wrong ones do, and trees only lower their chance."""
+        if values.get("type_mismatch"):
+            return 0.0
         z = self.raw(values)
         return 1 / (1 + math.exp(-z)) if z > -60 else 0.0
 
