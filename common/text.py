@@ -116,3 +116,39 @@ def name_parts(text: str) -> list[str]:
     """The capitalised words of ``text``, elisions and hyphenated names cut apart:
     "d'OpenAI" -> "OpenAI", "Jean-Pierre" -> "Jean", "Pierre"."""
     return [part for m in NAME.finditer(text) for part in re.split(r"[’'-]", m.group()) if part[:1].isupper()]
+
+
+# A newsroom's correction note states the wrong value on purpose ("une version précédente de cet article indiquait à
+# tort que 3 100 déclarations…"): a paragraph that opens "Correction (date) :", or a sentence naming an earlier
+# version of the article.
+_CORRECTION_PARAGRAPH = re.compile(r"^[ \t]*(?:\*\*)?(?:correction|rectificatif|erratum)\b[^\n:]{0,40}:",
+                                   re.IGNORECASE | re.MULTILINE)
+_CORRECTION_SENTENCE = re.compile(
+    r"\b(?:une|la|l['’]) ?(?:version|édition) (?:précédente|antérieure|initiale|originale) de (?:cet|cette|notre) "
+    r"(?:article|dépêche|texte)|"
+    r"\b(?:an|the) (?:earlier|previous|original|initial) version of this (?:article|story|report)",
+    re.IGNORECASE)
+
+
+def correction_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds correction notes: whole paragraphs opening "Correction … :", and other sentences
+    naming an earlier version of the article (character spans)."""
+    spans = []
+    for m in _CORRECTION_PARAGRAPH.finditer(text):
+        end = text.find("\n\n", m.start())
+        spans.append((m.start(), len(text) if end < 0 else end))
+    for m in _CORRECTION_SENTENCE.finditer(text):
+        if any(a <= m.start() < b for a, b in spans):
+            continue
+        dot = text.rfind(". ", 0, m.start())
+        start = max(dot + 2 if dot >= 0 else 0, text.rfind("\n", 0, m.start()) + 1)
+        stop = [i for i in (text.find(". ", m.end()), text.find("\n", m.end())) if i >= 0]
+        spans.append((start, min(stop) + 1 if stop else len(text)))
+    return sorted(spans)
+
+
+def blank_corrections(text: str) -> str:
+    """``text`` with its correction notes replaced by spaces (same length, same offsets)."""
+    for a, b in correction_spans(text):
+        text = text[:a] + " " * (b - a) + text[b:]
+    return text

@@ -202,7 +202,8 @@ class Pipeline:
                 f"the retrieved passages never mention {', '.join(missing)}"])
         elif best >= self.gate(turn.backend):
             request = Request(turn.question, turn.hits, turn.language, turn.history, self.settings.answer_sentences,
-                              on_delta, turn.vector, latest=turn.scope.latest or turn.scope.period)
+                              on_delta, turn.vector, latest=turn.scope.latest or bool(turn.scope.period),
+                              period=bool(turn.scope.period))
             generation = self._read_then_generate(turn.backend, request)
         turn.timings["generate"] = _ms(mark)
         if generation is not None and across:

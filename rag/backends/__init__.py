@@ -1,12 +1,22 @@
 """Answer backends: one protocol, a registry of named factories."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from common.errors import ConfigError, UnknownNameError
+from common.injection import blank_instructions
+from common.text import blank_corrections
 from rag.types import Hit
+
+
+@functools.lru_cache(maxsize=4096)
+def readable(text: str) -> str:
+    """What a backend may answer from in a passage: its text with instruction sentences (never quoted to a model)
+    and correction notes (they state the wrong value on purpose) replaced by spaces; same length, same offsets."""
+    return blank_corrections(blank_instructions(text))
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,10 @@ class Request:
     query_vector: Any = field(default=None, compare=False)
     """The question's embedding (query prompt) when the pipeline has it, so backends need not embed again."""
     latest: bool = False
-    """The question asks for the newest state of things ("dernier", "actuellement", "latest", "now")."""
+    """The question asks for the newest state of things ("dernier", "actuellement", "latest", "now") or about a
+    period (``period``): the newest article among the relevant ones matters."""
+    period: bool = False
+    """The question names a period ("en octobre 2024", "cette semaine"): its passages are that period's."""
 
 
 @dataclass

@@ -16,10 +16,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from common.text import content_terms, detect_language
-from rag.backends import Generation, Request, register
+from rag.backends import Generation, Request, readable, register
 from rag.coverage import has_date, has_number, wants_amount, wants_date, wants_measure
 from rag.when import according_to
 
@@ -78,7 +77,7 @@ class ExtractiveBackend:
         """Every sentence of the passages with its score, best first."""
         items = []
         for n, hit in enumerate(request.hits, 1):
-            text = blank_instructions(hit.chunk.text)  # never quote an instruction to a model
+            text = readable(hit.chunk.text)  # never quote an instruction to a model
             for a, b in sentence_spans(text):
                 items.append((n, a, b, text[a:b], hit.chunk.language or detect_language(text[a:b], "fr"),
                               hit.chunk.article_id))

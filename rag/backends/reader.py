@@ -24,10 +24,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.injection import blank_instructions
 from common.sentences import sentence_spans
 from common.text import NUMBER, content_terms
-from rag.backends import Generation, Request, register
+from rag.backends import Generation, Request, readable, register
 from rag.backends.extractive import LATEST_MARGIN, TYPE_MARGIN, ExtractiveBackend, answer_type_filter
 from rag.coverage import NUMBER_WORDS, has_date, question_names
 from rag.reader.inputs import windows
@@ -39,7 +38,9 @@ from rag.when import according_to
 _WHY_HOW = re.compile(r"^\s*(pourquoi|comment|why|how)\b(?! (much|many|long|old|often|far))", re.IGNORECASE)
 _LIST = re.compile(r"\b(quels|quelles|lesquels|lesquelles|which|what) (sont|are|were|étaient)\b", re.IGNORECASE)
 LIST_MARGIN = 0.15  # a further span of a list answer must be this close to the best one's confidence
-LATEST_SHARE = 0.5  # "the latest": the newest article's span leads when its probability is this share of the best's
+LATEST_WINDOWS = 2  # "the latest": windows of the newest relevant article read first (its fact may not be in its best)
+NEWER_SHARE = 0.5  # a newer article's span leads when its probability is this share of the best one's ...
+LATEST_SHARE = 0.25  # ... or this share, for a question asking for the latest
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class ReaderBackend:
                               reading=_reading_dict(best, self.threshold), notes=[_missing_note(request, best)])
         dates = {n: hit.chunk.date for n, hit in enumerate(request.hits, 1)}
         accepted = [c for c in candidates if c.reading.text and c.probability >= self.threshold]
-        lead = newest_lead(accepted, dates)
+        lead = newest_lead(accepted, dates, LATEST_SHARE if request.latest and not request.period else NEWER_SHARE)
         answers = [lead] + (self._more(accepted, lead) if _LIST.search(request.question) else [])
         earlier = [c for c in [_earlier(accepted, lead, dates)] if c is not None]
         return self._answer(request, answers, earlier, _reading_dict(lead, self.threshold))
@@ -100,7 +101,7 @@ class ReaderBackend:
     def read_candidates(self, request: Request, sentences: list) -> list[Candidate]:
         """The best windows (by their sentences' scores) read in one batch, each reading verified."""
         chosen = self.choose_windows(request, sentences)
-        texts = [blank_instructions(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
+        texts = [readable(request.hits[w.n - 1].chunk.text)[w.start:w.end] for w in chosen]
         return self.verify(request, sentences, self.reader.read(request.question, texts), chosen)
 
     def choose_windows(self, request: Request, sentences: list | None = None) -> list[Window]:
@@ -110,16 +111,17 @@ class ReaderBackend:
             starts.setdefault(c.n, []).append((c.start, c.score))
         out = []
         for n, hit in enumerate(request.hits, 1):
-            for a, b in windows(blank_instructions(hit.chunk.text)):
+            for a, b in windows(readable(hit.chunk.text)):
                 scores = [score for start, score in starts.get(n, ()) if a <= start < b]
                 if scores:
                     out.append(Window(n, a, b, max(scores)))
         ranked = sorted(out, key=lambda w: -w.score)
-        if request.latest and ranked:  # the newest relevant article is read, whatever its rank
+        if request.latest and ranked:  # the newest relevant article's best windows are read, whatever their rank
             dates = {n: hit.chunk.date or "" for n, hit in enumerate(request.hits, 1)}
             close = [w for w in ranked if w.score >= ranked[0].score - LATEST_MARGIN]
-            newest = max(close, key=lambda w: dates[w.n])  # the first (best) of the newest date's windows
-            ranked = [newest, *(w for w in ranked if w is not newest)]
+            newest = max(dates[w.n] for w in close)
+            first = [w for w in close if dates[w.n] == newest][:LATEST_WINDOWS]
+            ranked = [*first, *(w for w in ranked if w not in first)]
         return ranked[:self.read_windows]
 
     def verify(self, request: Request, sentences: list, readings: list[Reading],
@@ -131,7 +133,7 @@ class ReaderBackend:
         best_evidence = evidence(request.hits)
         out = []
         for r, w in zip(readings, chosen):
-            passage = blank_instructions(request.hits[w.n - 1].chunk.text)
+            passage = readable(request.hits[w.n - 1].chunk.text)
             at = w.start + r.start
             sentence = next((c for c in sentences if c.n == w.n and c.start <= at < c.end), None)
             e = Evidence(request.question, request.language or "", r.text, r.margin,
@@ -169,7 +171,7 @@ class ReaderBackend:
         parts = []
         for c in answers:
             r, w = c.reading, c.window
-            text = blank_instructions(request.hits[w.n - 1].chunk.text)
+            text = readable(request.hits[w.n - 1].chunk.text)
             a, b = w.start + r.start, w.start + r.end
             sentence = next(((s, e) for s, e in sentence_spans(text) if s <= a < e), (a, b))
             highlights.setdefault(w.n, []).append(sentence)
@@ -183,26 +185,28 @@ class ReaderBackend:
         return text[0].upper() + text[1:]
 
 
-def newest_lead(accepted: list[Candidate], dates: dict[int, str]) -> Candidate:
-    """For a question asking for the latest (or about a period): the span of the newest article among those
-    accepted, when its probability is at least ``LATEST_SHARE`` of the best one's (a newer article that only
-    mentions the subject gives a weak span); the best span otherwise. Equal dates: the most probable."""
+def newest_lead(accepted: list[Candidate], dates: dict[int, str], share: float = NEWER_SHARE) -> Candidate:
+    """The span of the newest article among those accepted whose probability is at least ``share`` of the best
+    one's (a newer article that only mentions the subject gives a weak span); the best span when none is dated.
+    Equal dates: the most probable."""
     best = accepted[0]
-    strong = [c for c in accepted if c.probability >= LATEST_SHARE * best.probability and dates.get(c.window.n)]
+    strong = [c for c in accepted if c.probability >= share * best.probability and dates.get(c.window.n)]
     if not strong:
         return best
     return max(strong, key=lambda c: (dates[c.window.n], c.probability))
 
 
 def _earlier(accepted: list[Candidate], lead: Candidate, dates: dict[int, str]) -> Candidate | None:
-    """The most probable span of an older article that gives another value of the same kind as the lead (the
-    ticket's old price after its new one), when it is about as probable as the lead; None otherwise."""
+    """What was said before the lead: the span of the newest older article that gives another value of the same
+    kind (the ticket's previous price after its new one), among those about as probable as the lead; None when
+    there is none."""
     date = dates.get(lead.window.n)
     if not date:
         return None
-    return next((c for c in accepted if dates.get(c.window.n) and dates[c.window.n] < date
-                 and c.probability >= LATEST_SHARE * lead.probability and not _same_answer(c, lead)
-                 and _same_kind(c.reading.text, lead.reading.text)), None)
+    older = [c for c in accepted if dates.get(c.window.n) and dates[c.window.n] < date
+             and c.probability >= NEWER_SHARE * lead.probability and not _same_answer(c, lead)
+             and _same_kind(c.reading.text, lead.reading.text)]
+    return max(older, key=lambda c: (dates[c.window.n], c.probability), default=None)
 
 
 def _same_answer(a: Candidate, b: Candidate) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,7 @@ class Reader:
             a += 1
         while b > a and text[b - 1] in TRAILING and not _closes(text, a, b):
             b -= 1
+        b = with_unit(text, a, b)
         return Reading(a, b, text[a:b], round(margin, 4), round(self.confidence(margin), 4))
 
     def confidence(self, margin: float) -> float:
@@ -202,6 +204,29 @@ def whole_words(text: str, a: int, b: int) -> tuple[int, int]:
     while b < len(text) and text[b].isalnum() and text[b - 1].isalnum():
         b += 1
     return a, b
+
+
+_MULTIPLIER = r"(?:millions?|milliards?|billions?|milliers?|thousands?|hundreds?|mille|cents?)"
+_UNIT_WORDS = (r"(?:" + _MULTIPLIER + r"|euros?|dollars?|francs?|livres? sterling|pounds?|centimes?|USD|EUR|km/h|km²|"
+               r"km|kilomètres?|kilometres?|kilometers?|mètres?|metres?|meters?|m²|m|cm|mm|kg|tonnes?|tons?|litres?|"
+               r"liters?|degrés?|degrees?|miles?)\b")
+_UNIT = re.compile(r"(?:\s?(?:%|°\s?C\b|°|€|\$|£)|\s" + _UNIT_WORDS + ")", re.IGNORECASE)
+_OF_UNIT = re.compile(r"\s(?:de |d’|d'|of )" + _UNIT_WORDS, re.IGNORECASE)  # "13 milliards de dollars"
+
+
+def with_unit(text: str, a: int, b: int) -> int:
+    """The end of a span widened over the unit that follows its number: "2,30" -> "2,30 euros", "13" -> "13
+    milliards de dollars", "99,4" -> "99,4 %" (the reader often stops at the number)."""
+    if a >= b or not (text[b - 1].isdigit() or re.search(_MULTIPLIER + r"$", text[a:b], re.IGNORECASE)):
+        return b
+    for _ in range(3):
+        m = _UNIT.match(text, b)
+        if not m and re.search(_MULTIPLIER + r"$", text[a:b], re.IGNORECASE):
+            m = _OF_UNIT.match(text, b)
+        if not m:
+            return b
+        b = m.end()
+    return b
 
 
 def _closes(text: str, a: int, b: int) -> bool:
