@@ -31,6 +31,24 @@ def test_token_span_covers_the_answer_or_says_it_cannot():
     assert token_span(pair, 15, 40) is None, "an answer running past the window has no span"
 
 
+@pytest.mark.parametrize("text, span, widened", [
+    ("le ticket unitaire à 2,30 euros.", "2,30", "2,30 euros"),
+    ("investi 13 milliards de dollars cumulés", "13", "13 milliards de dollars"),
+    ("soit 99,4 % des votants", "99,4", "99,4 %"),
+    ("2 millions d’euros de dégâts", "2", "2 millions d’euros"),
+    ("en 2019, Microsoft", "2019", "2019"),
+    ("il a 12 ans", "12", "12"),
+    ("Microsoft investit", "cro", "Microsoft"),
+    ("aujourd'hui matin", "hui", "aujourd'hui"),
+    ("l'OpenAI vaut", "OpenAI", "OpenAI"),
+])
+def test_spans_are_whole_words_with_their_unit(text, span, widened):
+    from rag.reader.reader import whole_words, with_unit
+
+    a, b = whole_words(text, text.index(span), text.index(span) + len(span))
+    assert text[a:with_unit(text, a, b)] == widened
+
+
 def test_platt_scaling_recovers_a_known_logistic_and_survives_wide_margins():
     import numpy as np
 

@@ -120,3 +120,14 @@ def test_one_answer_told_by_two_articles_is_given_once():
     backend = ReaderBackend(FakeEmbedder(32), ByText({"Le ticket unitaire coûte": 0.8}))
     out = backend.generate(dated_request("Que coûte le ticket ?", latest=False))
     assert "Plus tôt" not in out.text and out.text.count("[") == 1
+
+
+def test_a_correction_note_is_never_read_as_the_answer():
+    text = ("La future ligne comptera 14 stations.\n\nCorrection (16 février 2024) : une version précédente de cet "
+            "article indiquait à tort que la ligne F compterait 16 stations.")
+    chunk = Chunk("c1", "tram", "Tram", text, 0, len(text), language="fr")
+    question = "Combien de stations comptera la ligne F ?"
+    wrong = ReaderBackend(FakeEmbedder(32), ScriptedReader("16 stations", 0.9))
+    assert wrong.generate(Request(question, (Hit(chunk, 0.9),), "fr")).abstained
+    right = ReaderBackend(FakeEmbedder(32), ScriptedReader("14 stations", 0.9))
+    assert right.generate(Request(question, (Hit(chunk, 0.9),), "fr")).text == "14 stations [1]."
