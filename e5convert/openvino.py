@@ -10,8 +10,10 @@ and renamed into place, as ``ensure_converted`` makes the e5 folder.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,10 +42,11 @@ def ensure_compiled(final: Path, build: Callable[[], tuple], about: dict) -> Pat
     tmp = make_temp_dir(final)
     try:
         started = time.perf_counter()
-        module, example = build()
-        model = nncf.compress_weights(ov.convert_model(module, example_input=example),
-                                      mode=nncf.CompressWeightsMode.INT8_ASYM)
-        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+        with _stdout_to_stderr():  # nncf prints its statistics and progress: not into `rag ask --json`'s output
+            module, example = build()
+            model = nncf.compress_weights(ov.convert_model(module, example_input=example),
+                                          mode=nncf.CompressWeightsMode.INT8_ASYM)
+            ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
         write_json(tmp / MARKER, {**about, "compiler_version": COMPILER_VERSION, "openvino": ov.__version__,
                                   "nncf": nncf.__version__, "weights": "int8 asymmetric, per channel",
                                   "seconds": round(time.perf_counter() - started, 1)})
@@ -57,6 +60,20 @@ def ensure_compiled(final: Path, build: Callable[[], tuple], about: dict) -> Pat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """File descriptor 1 pointed at stderr for the block (what libraries print, from Python or C++)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def compile_for_cpu(folder: Path, threads: int = 0):
