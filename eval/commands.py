@@ -213,7 +213,8 @@ def _cmd_eval_reader(args) -> int:
     (out / "reader-held-out.json").write_text(json.dumps({"summary": summary, "records": records},
                                                          ensure_ascii=False, indent=1), encoding="utf-8")
     if args.record:
-        record(summary, settings.reader_dir)
+        limit = f" --limit {args.limit}" if args.limit else ""
+        record(summary, settings.reader_dir, f"rag eval reader --record{limit}")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -135,12 +135,13 @@ def reader_gate(settings) -> tuple[float, float]:
     return gate, threshold
 
 
-def record(summary: dict, weights_dir: Path | None = None) -> None:
-    """Write the end-to-end metrics into the reader's manifest (its threshold stays the one chosen where the
-    verifier was fitted: the held-out part measures, it does not tune)."""
+def record(summary: dict, weights_dir: Path | None = None, command: str = "rag eval reader --record") -> None:
+    """Write the end-to-end metrics and the command that measured them into the reader's manifest (its
+    threshold stays the one chosen where the verifier was fitted: the held-out part measures, it does not
+    tune)."""
     from rag.reader.reader import MANIFEST_FILE, WEIGHTS_DIR, write_manifest
 
     folder = Path(weights_dir or WEIGHTS_DIR)
     manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    manifest.setdefault("metrics", {})["piaf_held_out_end_to_end"] = summary
+    manifest.setdefault("metrics", {})["piaf_held_out_end_to_end"] = {**summary, "command": command}
     write_manifest(folder, manifest)
