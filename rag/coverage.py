@@ -53,7 +53,7 @@ _WHEN_QUESTION = re.compile(
     r"\b(?:en|de|à|a|dans|pour) quelle (?:année|date|saison|décennie)\b|\bà quelle date\b|"
     r"\bquel (?:jour|mois|siècle)\b|^\W*(?:since |until |till )?when\b|\bwhen\W*$|\bsince when\b|"
     r"\b(?:what|which|in which|in what) (?:year|date|century|decade|month|day|season)\b", re.IGNORECASE)
-_MONTHS = ("janvier février mars avril mai juin juillet août septembre octobre novembre décembre "
+MONTHS = ("janvier février mars avril mai juin juillet août septembre octobre novembre décembre "
            "january february march april may june july august september october november december").split()
 
 
@@ -222,9 +222,20 @@ def has_number(sentence: str) -> bool:
     return bool(NUMBER.search(sentence) or NUMBER_WORDS.search(sentence))
 
 
+def names_a_day(span: str) -> bool:
+    """True when the span names a point in time: a year of four digits, a month or a season ("en septembre 2025",
+    "au printemps 2026"), not a duration or a count ("trois mois", "400 emplois")."""
+    folded = fold(span)
+    return (bool(re.search(r"\b(1\d|20)\d\d\b", span))
+            or any(re.search(rf"\b{fold(m)}\b", folded) for m in (*MONTHS, *_SEASONS)))
+
+
+_SEASONS = ("printemps", "été", "automne", "hiver", "spring", "summer", "autumn", "winter")
+
+
 def has_date(sentence: str) -> bool:
     """True when the sentence states a time: a year (761, 1593, 2025), a month, a century (XVIe siècle), a day,
     a season, a time span ("trois ans", "la veille")."""
     folded = fold(sentence)
     return (bool(re.search(r"(?<![\d,.])\d{3,4}(?![\d,.]\d)", sentence)) or bool(_TIME_WORDS.search(sentence))
-            or any(re.search(rf"\b{fold(m)}\b", folded) for m in _MONTHS))
+            or any(re.search(rf"\b{fold(m)}\b", folded) for m in MONTHS))

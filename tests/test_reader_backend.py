@@ -131,3 +131,12 @@ def test_a_correction_note_is_never_read_as_the_answer():
     assert wrong.generate(Request(question, (Hit(chunk, 0.9),), "fr")).abstained
     right = ReaderBackend(FakeEmbedder(32), ScriptedReader("14 stations", 0.9))
     assert right.generate(Request(question, (Hit(chunk, 0.9),), "fr")).text == "14 stations [1]."
+
+
+def test_only_a_value_of_the_same_kind_is_given_as_earlier():
+    from rag.backends.reader import _same_kind
+
+    assert _same_kind("2,30 euros", "2,10 euros") and _same_kind("au printemps 2026", "en septembre 2025")
+    assert _same_kind("Priya Nandakumar", "Daniel Frost") and _same_kind("neuf", "onze")
+    assert not _same_kind("soixante", "190 mètres") and not _same_kind("four months", "400 jobs")
+    assert not _same_kind("In both directions", "Paris’s Gare de l’Est")

@@ -28,7 +28,7 @@ from common.sentences import sentence_spans
 from common.text import NUMBER, content_terms
 from rag.backends import Generation, Request, readable, register
 from rag.backends.extractive import LATEST_MARGIN, TYPE_MARGIN, ExtractiveBackend, answer_type_filter
-from rag.coverage import NUMBER_WORDS, has_date, question_names
+from rag.coverage import NUMBER_WORDS, names_a_day, question_names
 from rag.reader.inputs import windows
 from rag.reader.reader import WEIGHTS_DIR, WEIGHTS_FILE, Reader, Reading
 from rag.reader.verifier import Evidence, Verifier, features
@@ -215,19 +215,20 @@ def _same_answer(a: Candidate, b: Candidate) -> bool:
 
 
 def _same_kind(a: str, b: str) -> bool:
-    """Two spans that could be two values of one thing: two dates, amounts in the same unit ("2,10 euros",
-    "2,30 euros"), or two short spans without a number (two names); not a count and a height ("soixante",
-    "190 mètres")."""
+    """Two spans that could be two values of one thing: two dates ("au printemps 2026", "en septembre 2025"),
+    amounts in the same unit ("2,10 euros", "2,30 euros"), or two short names ("Priya Nandakumar", "Daniel
+    Frost"); not a count and a height ("soixante", "190 mètres"), nor a name and a phrase ("In both
+    directions")."""
     def unit(span: str) -> tuple[bool, frozenset]:
         rest = NUMBER.sub(" ", NUMBER_WORDS.sub(" ", span))
         return rest != span, frozenset(content_terms(rest))
 
-    if has_date(a) and has_date(b):  # two dates or times ("au printemps 2026", "en septembre 2025")
+    if names_a_day(a) and names_a_day(b):
         return True
     (a_number, a_rest), (b_number, b_rest) = unit(a), unit(b)
     if a_number or b_number:
         return a_number and b_number and a_rest == b_rest
-    return len(a.split()) <= 8 and len(b.split()) <= 8
+    return all(len(s.split()) <= 8 and question_names(s) for s in (a, b))
 
 
 def _reading_dict(c: Candidate, threshold: float) -> dict:
