@@ -141,21 +141,22 @@ def check_rows(rows: list[dict], same, count: int = CHECK_ROWS) -> list[dict]:
     return out
 
 
-def _key(reader_dir: Path, squad: Path, questions: int, engine: str) -> dict:
+def _key(reader_dir: Path, squad: Path, questions: int, settings) -> dict:
     from rag.reader.reader import WEIGHTS_FILE
 
     return {"weights_sha256": file_sha256(Path(reader_dir) / WEIGHTS_FILE), "data_sha256": file_sha256(squad),
-            "questions": questions, "conditions": list(CONDITIONS), "features": list(FEATURES), "engine": engine}
+            "questions": questions, "conditions": list(CONDITIONS), "features": list(FEATURES),
+            "engine": settings.engine, "read_windows": settings.read_windows}
 
 
-def _cached_rows(folder: Path, reader_dir: Path, squad: Path, questions: int, engine: str) -> list[dict] | None:
-    """The candidates a previous fit read with the same weights, engine, data and questions (features are
-    theirs)."""
+def _cached_rows(folder: Path, reader_dir: Path, squad: Path, questions: int, settings) -> list[dict] | None:
+    """The candidates a previous fit read with the same weights, engine, windows, data and questions (features
+    are theirs)."""
     path = folder / "candidates.json"
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(saved, dict) or saved.get("key") != _key(reader_dir, squad, questions, engine):
+    if not isinstance(saved, dict) or saved.get("key") != _key(reader_dir, squad, questions, settings):
         return None
     return saved["rows"]
 
@@ -174,13 +175,13 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
     folder.mkdir(parents=True, exist_ok=True)
     corpus = squad_subset(squad, folder, lambda t: reader_data.part_of(t) == "verifier" or t in distractors,
                           "piaf-verifier.json")
-    rows = _cached_rows(folder, reader_dir, squad, len(questions), settings.engine)
+    rows = _cached_rows(folder, reader_dir, squad, len(questions), settings)
     if rows is None:
         pipeline = open_pipeline(settings, corpus, folder, reader_dir)
         article_of = {c.title: c.article_id for c in pipeline.data.chunks}
         rows = collect(pipeline, questions, article_of, log)
         (folder / "candidates.json").write_text(json.dumps({"key": _key(reader_dir, squad, len(questions),
-                                                                       settings.engine),
+                                                                       settings),
                                                             "rows": rows}, ensure_ascii=False), encoding="utf-8")
     else:
         log(f"{len(rows)} candidates read before by the same reader on the same questions ({folder})")
@@ -203,7 +204,7 @@ def train_verifier(squad: Path, settings, reader_dir: Path, limit: int = 0, log=
         "evidence_floor": None if floor is None else round(floor, 4),
         "command": "rag train verifier " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "verifier"]
         else "rag train verifier",
-        "engine": settings.engine,
+        "engine": settings.engine, "read_windows": settings.read_windows,
         "data": {"file": Path(squad).name, "sha256": file_sha256(squad), "questions": len(questions),
                  "part": "verifier", "distractor_articles": DISTRACTOR_ARTICLES, "candidates": len(rows),
                  "positives": sum(labels), "negatives": len(labels) - sum(labels), "limit": limit},
