@@ -80,8 +80,9 @@ class Pipeline:
         return _State(data, retrieval)
 
     def warm_up(self) -> None:
-        """Run one question through the default backend so the first reader does not wait for
-        torch's lazy start-up or the sentence cache (a server calls this once it has loaded)."""
+        """Run one question through the default backend so the first reader does not wait for the models'
+        lazy start-up (the reader's, compiled once for OpenVINO) or the sentence cache (a server calls this
+        once it has loaded)."""
         if len(self.data):
             self.ask(self.data.chunks[0].title or self.data.chunks[0].text[:200])
 
