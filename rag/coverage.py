@@ -222,20 +222,20 @@ def has_number(sentence: str) -> bool:
     return bool(NUMBER.search(sentence) or NUMBER_WORDS.search(sentence))
 
 
+# Month and season names, accents folded, matched in a folded text in one search (these run per sentence read).
+_MONTH_NAMES = re.compile(r"\b(?:" + "|".join(fold(m) for m in MONTHS) + r")\b")
+_DAY_NAMES = re.compile(r"\b(?:" + "|".join(fold(m) for m in (*MONTHS, "printemps", "été", "automne", "hiver",
+                                                               "spring", "summer", "autumn", "winter")) + r")\b")
+
+
 def names_a_day(span: str) -> bool:
     """True when the span names a point in time: a year of four digits, a month or a season ("en septembre 2025",
     "au printemps 2026"), not a duration or a count ("trois mois", "400 emplois")."""
-    folded = fold(span)
-    return (bool(re.search(r"\b(1\d|20)\d\d\b", span))
-            or any(re.search(rf"\b{fold(m)}\b", folded) for m in (*MONTHS, *_SEASONS)))
-
-
-_SEASONS = ("printemps", "été", "automne", "hiver", "spring", "summer", "autumn", "winter")
+    return bool(re.search(r"\b(1\d|20)\d\d\b", span) or _DAY_NAMES.search(fold(span)))
 
 
 def has_date(sentence: str) -> bool:
     """True when the sentence states a time: a year (761, 1593, 2025), a month, a century (XVIe siècle), a day,
     a season, a time span ("trois ans", "la veille")."""
-    folded = fold(sentence)
-    return (bool(re.search(r"(?<![\d,.])\d{3,4}(?![\d,.]\d)", sentence)) or bool(_TIME_WORDS.search(sentence))
-            or any(re.search(rf"\b{fold(m)}\b", folded) for m in MONTHS))
+    return bool(re.search(r"(?<![\d,.])\d{3,4}(?![\d,.]\d)", sentence) or _TIME_WORDS.search(sentence)
+                or _MONTH_NAMES.search(fold(sentence)))
